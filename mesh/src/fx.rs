@@ -1,0 +1,1 @@
+//! Fixed-point format (placeholder; being written).

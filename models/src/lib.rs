@@ -1,0 +1,1 @@
+//! Sotto's models.
