@@ -49,6 +49,9 @@ for f in "${!sha[@]}"; do
   mv "$tmp/$f" "$dest/$f"
 done
 
+if [ -n "$src" ] && [ -f "$src/LICENSE" ]; then
+  cp "$src/LICENSE" "$dest/LICENSE"
+else
 cat > "$dest/LICENSE" <<'LIC'
 stories260K.bin and tok512.bin (karpathy/tinyllamas, stories260K) are distributed under the
 MIT License.
@@ -70,4 +73,5 @@ NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FO
 DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT
 OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
 LIC
+fi
 echo "model ready in $dest" >&2
