@@ -1,1 +1,2 @@
 //! Sotto's models.
+pub mod sharefile;
