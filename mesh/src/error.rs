@@ -1,0 +1,136 @@
+//! The crate's error type: every failure on bad input, bad configuration or a peer's
+//! malformed message is one of these, never a panic.
+
+use thiserror::Error;
+
+/// Who sent or should have sent a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// A party, by its 0-based index (its Shamir evaluation point is `index + 1`).
+    Party(usize),
+    /// The client (data owner), which is not a party.
+    Client,
+}
+
+impl core::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Endpoint::Party(i) => write!(f, "party {i}"),
+            Endpoint::Client => write!(f, "the client"),
+        }
+    }
+}
+
+/// What is wrong with a received message.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// Shorter than the frame header.
+    #[error("message of {0} bytes is shorter than the header")]
+    Short(usize),
+    /// Unknown wire-format version.
+    #[error("unknown wire version {0}")]
+    Version(u8),
+    /// The message belongs to another round (a peer is out of step).
+    #[error("message for round {got}, expected round {expected}")]
+    Sequence {
+        /// Round this party is in.
+        expected: u32,
+        /// Round the message claims.
+        got: u32,
+    },
+    /// The message carries a different number of elements than the protocol step needs.
+    #[error("message carries {got} elements, expected {expected}")]
+    Count {
+        /// Elements this step needs.
+        expected: usize,
+        /// Elements the header announces.
+        got: usize,
+    },
+    /// The byte length does not match the announced element count.
+    #[error("message is {got} bytes, its header announces {expected}")]
+    Length {
+        /// Length implied by the header.
+        expected: usize,
+        /// Actual length.
+        got: usize,
+    },
+    /// An element is not a canonical field element (`>= p`).
+    #[error("element {0} is not a canonical field element")]
+    NonCanonical(usize),
+}
+
+/// Errors of the MPC engine.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum MeshError {
+    /// `(n, t)` is not a usable threshold configuration.
+    #[error("invalid threshold n={n}, t={t}: need t >= 1 and n >= 2t+1 (honest majority)")]
+    InvalidThreshold {
+        /// Parties.
+        n: usize,
+        /// Corruption threshold (polynomial degree).
+        t: usize,
+    },
+    /// More parties than the engine supports.
+    #[error("{n} parties requested, at most {max} supported")]
+    TooManyParties {
+        /// Parties requested.
+        n: usize,
+        /// Supported maximum.
+        max: usize,
+    },
+    /// A party index is not in `0..n`.
+    #[error("party index {index} out of range for {n} parties")]
+    PartyOutOfRange {
+        /// The offending index.
+        index: usize,
+        /// Parties.
+        n: usize,
+    },
+    /// A party index appears twice in a set that must hold distinct parties.
+    #[error("party index {0} appears twice")]
+    DuplicateParty(usize),
+    /// A set of parties has the wrong size.
+    #[error("party set of size {got}, need {need}")]
+    PartySetSize {
+        /// Given size.
+        got: usize,
+        /// Required size.
+        need: usize,
+    },
+    /// Input vectors whose lengths must agree do not.
+    #[error("length mismatch in {what}: expected {expected}, got {got}")]
+    LengthMismatch {
+        /// Which argument.
+        what: &'static str,
+        /// Expected length.
+        expected: usize,
+        /// Actual length.
+        got: usize,
+    },
+    /// An argument outside what the protocol supports (a shift amount, a row length, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
+    /// A message from a peer or the client could not be decoded.
+    #[error("malformed message from {from}: {error}")]
+    Malformed {
+        /// Sender.
+        from: Endpoint,
+        /// What is wrong.
+        error: MessageError,
+    },
+    /// No message arrived in time.
+    #[error("timed out waiting for {0}")]
+    Timeout(Endpoint),
+    /// The peer's end of the link is gone.
+    #[error("link to {0} is closed")]
+    Disconnected(Endpoint),
+    /// Shares received for reconstruction do not lie on one polynomial of the expected degree.
+    #[error("inconsistent shares for output element {0}")]
+    Inconsistent(usize),
+    /// A reconstructed value does not fit the requested integer type.
+    #[error("reconstructed value does not fit in 64 bits (element {0})")]
+    Overflow(usize),
+}

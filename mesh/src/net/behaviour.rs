@@ -1,0 +1,117 @@
+//! The libp2p stack of a mesh node: TCP, the pre-shared-key layer, Noise, Yamux, and the
+//! combined behaviour (allow-list, identify, ping, optional mDNS, announcements, MPC frames,
+//! control messages).
+//!
+//! The PSK layer wraps raw TCP *before* Noise, so a device without the mesh key cannot even
+//! complete a Noise handshake, and the allow-list is the first behaviour, so a connection from
+//! a peer that is not on it is closed before any protocol handler exists for it.
+
+use libp2p::core::upgrade::Version;
+use libp2p::identity::Keypair;
+use libp2p::pnet::PnetConfig;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{
+    Swarm, SwarmBuilder, Transport, allow_block_list, identify, mdns, noise, ping, tcp, yamux,
+};
+
+use super::config::NetConfig;
+use super::error::NetError;
+use super::frame::{
+    ANNOUNCE_PROTOCOL, AnnounceCodec, CONTROL_PROTOCOL, ControlCodec, MPC_PROTOCOL, MpcCodec,
+};
+
+/// Identify's protocol version: peers of another family are visible in logs at once.
+const IDENTIFY_PROTOCOL: &str = "/sotto/id/1";
+
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    // First, so that a refused peer never reaches the handlers below.
+    pub(crate) allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
+    pub(crate) identify: identify::Behaviour,
+    pub(crate) ping: ping::Behaviour,
+    pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
+    pub(crate) announce: request_response::Behaviour<AnnounceCodec>,
+    pub(crate) mpc: request_response::Behaviour<MpcCodec>,
+    pub(crate) control: request_response::Behaviour<ControlCodec>,
+}
+
+fn setup_err(
+    what: &'static str,
+) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> NetError {
+    move |source| NetError::Setup { what, source }
+}
+
+/// Builds the swarm. Must run inside a tokio runtime (mDNS and the executor need it).
+pub(crate) fn build_swarm(
+    config: &NetConfig,
+    keypair: Keypair,
+) -> Result<Swarm<Behaviour>, NetError> {
+    let local_peer_id = keypair.public().to_peer_id();
+    let psk = config.psk;
+    let noise_config = noise::Config::new(&keypair).map_err(|e| setup_err("noise")(e.into()))?;
+    let mdns = if config.mdns {
+        Some(
+            mdns::tokio::Behaviour::new(mdns::Config::default(), local_peer_id)
+                .map_err(|e| setup_err("mdns")(e.into()))?,
+        )
+    } else {
+        None
+    };
+
+    let mut allow = allow_block_list::Behaviour::<allow_block_list::AllowedPeers>::default();
+    for peer in &config.allowed_peers {
+        allow.allow_peer(*peer);
+    }
+    let mpc_config = request_response::Config::default()
+        .with_request_timeout(config.request_timeout)
+        // One frame per peer per round, but several sessions may overlap.
+        .with_max_concurrent_streams(256);
+    let announce_config =
+        request_response::Config::default().with_request_timeout(config.request_timeout);
+    let control_config =
+        request_response::Config::default().with_request_timeout(config.request_timeout);
+    let max_frame_bytes = config.max_frame_bytes;
+    let idle = config.idle_connection_timeout;
+
+    let swarm = SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_other_transport(move |_| {
+            tcp::tokio::Transport::new(tcp::Config::default().nodelay(true))
+                .and_then(move |socket, _| PnetConfig::new(psk).handshake(socket))
+                .upgrade(Version::V1Lazy)
+                .authenticate(noise_config)
+                .multiplex(yamux::Config::default())
+        })
+        .unwrap_or_else(|never| match never {})
+        .with_behaviour(|key| Behaviour {
+            allow,
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+                    .with_agent_version(format!("sotto-mesh/{}", env!("CARGO_PKG_VERSION"))),
+            ),
+            ping: ping::Behaviour::new(ping::Config::new()),
+            mdns: Toggle::from(mdns),
+            announce: request_response::Behaviour::with_codec(
+                AnnounceCodec,
+                [(ANNOUNCE_PROTOCOL, ProtocolSupport::Full)],
+                announce_config,
+            ),
+            mpc: request_response::Behaviour::with_codec(
+                MpcCodec { max_frame_bytes },
+                [(MPC_PROTOCOL, ProtocolSupport::Full)],
+                mpc_config,
+            ),
+            control: request_response::Behaviour::with_codec(
+                ControlCodec,
+                [(CONTROL_PROTOCOL, ProtocolSupport::Full)],
+                control_config,
+            ),
+        })
+        .unwrap_or_else(|never| match never {})
+        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
+        .with_connection_timeout(config.handshake_timeout)
+        .build();
+    Ok(swarm)
+}

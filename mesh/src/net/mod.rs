@@ -1,0 +1,61 @@
+//! The libp2p mesh: how Sotto devices find each other, admit each other and carry MPC rounds.
+//!
+//! - [`config`]: [`NetConfig`], everything a node needs to join, and its validation.
+//! - [`identity`]: the node's ed25519 identity and the mesh pre-shared key on disk (0600,
+//!   refused when others can read them).
+//! - [`quorum`]: announcements (party index + share-file summary) and the [`Quorum`] view that
+//!   forms at 2t+1 distinct, consistent parties.
+//! - [`frame`]: wire formats of `/sotto/mpc/1` and `/sotto/announce/1` (version byte, postcard,
+//!   length limit checked before allocation) and their codecs.
+//! - [`link`]: link emulation ([`LinkProfile`], [`LinkEmulator`]), plain `std`, shared with the
+//!   in-memory transport.
+//! - `behaviour`, `event_loop`, `shaper`: the swarm (TCP + PSK + Noise + Yamux, allow-list,
+//!   identify, ping, optional mDNS), the [`EventLoop`] task that alone owns it, and the per-peer
+//!   sender queues that apply link emulation.
+//! - Control messages (`/sotto/control/1`): opaque request-response bodies between admitted
+//!   peers ([`NetHandle::control`], [`NetHandle::take_control_requests`], [`ControlRequest`]);
+//!   the node gives them meaning (session requests, recovery, status).
+//! - [`NetHandle`]: the cloneable async handle to the event loop; [`NetTransport`] and
+//!   [`NetClientLink`]: the blocking [`crate::Transport`] / [`crate::ClientLink`] for protocol
+//!   threads.
+//!
+//! ```no_run
+//! # async fn example(config: mesh::net::NetConfig, key: mesh::net::Keypair) -> Result<(), mesh::net::NetError> {
+//! use mesh::net::SessionId;
+//! let (handle, event_loop) = mesh::net::new(config, key)?;
+//! tokio::spawn(event_loop.run());
+//! handle.wait_for_quorum(std::time::Duration::from_secs(30)).await?;
+//! let transport = handle.transport(SessionId(1))?; // a `mesh::Transport`
+//! std::thread::spawn(move || {
+//!     // protocol code on a plain OS thread, e.g. `mesh::Party::with_os_rng(th, index, transport)`
+//!     drop(transport);
+//! });
+//! # Ok(()) }
+//! ```
+
+mod behaviour;
+pub mod config;
+mod error;
+mod event_loop;
+pub mod frame;
+mod handle;
+pub mod identity;
+pub mod link;
+pub mod quorum;
+mod shaper;
+mod transport;
+
+pub use config::{ConfigError, NetConfig};
+pub use error::NetError;
+pub use event_loop::{ControlRequest, EventLoop, NetEvent};
+pub use frame::{Ack, CLIENT, FrameError, MpcFrame, Rejection, SessionId};
+pub use handle::{NetHandle, new};
+pub use identity::{
+    IdentityError, generate_psk, load_identity, load_or_generate_identity, load_psk, write_psk,
+};
+pub use link::{LinkEmulator, LinkProfile, hold_until};
+pub use quorum::{Announcement, Quorum, QuorumConflict, QuorumView, ShareSummary};
+pub use transport::{DEFAULT_RECV_TIMEOUT, NetClientLink, NetStats, NetTransport};
+
+/// Re-exported so callers build configs without depending on libp2p directly.
+pub use libp2p::{Multiaddr, PeerId, identity::Keypair, multiaddr::Protocol, pnet::PreSharedKey};

@@ -1,0 +1,394 @@
+//! Quorum formation: who is connected with which party index, and whether that is enough.
+//!
+//! Each device announces its party index and a summary of its share-file header. A [`Quorum`]
+//! counts a peer only if its summary equals ours (same model, same provisioning run, same n and
+//! t) and its index is free; it is *formed* once at least `2t + 1` distinct indices (ours
+//! included, when this node is a party) are present. Anything else is a [`QuorumConflict`]: the
+//! first peer to claim an index keeps it, and the conflict is reported rather than resolved by
+//! guessing, because two devices with the same index mean a provisioning mistake an operator
+//! must fix.
+//!
+//! Pure bookkeeping: no I/O, driven by the event loop.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+/// The part of a share-file header that every party of one quorum must agree on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShareSummary {
+    /// sha256 of the plaintext checkpoint the shares were made from.
+    pub model_sha256: [u8; 32],
+    /// Random id of the provisioning run (shares of two runs never combine).
+    pub provisioning_id: [u8; 16],
+    /// Number of parties.
+    pub n: u8,
+    /// Threshold: up to `t` colluding parties learn nothing.
+    pub t: u8,
+}
+
+impl ShareSummary {
+    /// Distinct parties needed to compute: `2t + 1`.
+    pub fn required(&self) -> usize {
+        2 * usize::from(self.t) + 1
+    }
+
+    /// Checks `n >= 2t + 1` (and `n >= 1`).
+    pub fn validate(&self) -> Result<(), QuorumConfigError> {
+        if usize::from(self.n) < self.required() {
+            return Err(QuorumConfigError::Threshold {
+                n: self.n,
+                t: self.t,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+impl fmt::Display for ShareSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "model {}.. provisioning {}.. n={} t={}",
+            hex_prefix(&self.model_sha256),
+            hex_prefix(&self.provisioning_id),
+            self.n,
+            self.t
+        )
+    }
+}
+
+/// What a party tells every peer it connects to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Announcement {
+    /// Party index, 1-based (the Shamir evaluation point of its share file).
+    pub party: u8,
+    /// Its share-file header summary.
+    pub summary: ShareSummary,
+}
+
+/// A local configuration that can never form a quorum.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuorumConfigError {
+    /// `n < 2t + 1`.
+    #[error("n={n} parties cannot tolerate t={t}: Sotto needs n >= 2t+1; re-provision")]
+    Threshold {
+        /// Parties.
+        n: u8,
+        /// Threshold.
+        t: u8,
+    },
+    /// This node's party index is not in `1..=n`.
+    #[error("this node's party index {party} is outside 1..={n}; check the share file")]
+    LocalParty {
+        /// Configured index.
+        party: u8,
+        /// Parties.
+        n: u8,
+    },
+}
+
+/// An announcement that was not counted, and why.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuorumConflict {
+    /// Two peers claim the same party index.
+    #[error(
+        "peer {peer} announced party {party}, already held by peer {holder}: two devices carry the same share file; give each device its own"
+    )]
+    DuplicateParty {
+        /// The index.
+        party: u8,
+        /// Who announced it first (and keeps it).
+        holder: PeerId,
+        /// Who announced it second (not counted).
+        peer: PeerId,
+    },
+    /// A peer claims this node's own party index.
+    #[error(
+        "peer {peer} announced party {party}, which is this node's own index: two devices carry the same share file; give each device its own"
+    )]
+    DuplicateLocalParty {
+        /// The index.
+        party: u8,
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A peer holds shares of another model or another provisioning run.
+    #[error(
+        "peer {peer} (party {party}) holds shares of another provisioning ({announced}; expected {expected}): re-provision it or remove it from the allow-list"
+    )]
+    OtherProvisioning {
+        /// The peer.
+        peer: PeerId,
+        /// Index it announced.
+        party: u8,
+        /// Our summary.
+        expected: ShareSummary,
+        /// Its summary.
+        announced: ShareSummary,
+    },
+    /// A peer's index is outside `1..=n`.
+    #[error("peer {peer} announced party {party}, outside 1..={n}")]
+    PartyOutOfRange {
+        /// The peer.
+        peer: PeerId,
+        /// Its index.
+        party: u8,
+        /// Parties.
+        n: u8,
+    },
+    /// A connected peer announced something different from its earlier announcement.
+    #[error("peer {peer} changed its announcement from party {old} to party {new} while connected")]
+    Reannounced {
+        /// The peer.
+        peer: PeerId,
+        /// Index it held.
+        old: u8,
+        /// Index it now claims (not counted).
+        new: u8,
+    },
+}
+
+/// A copy of the quorum's state at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuorumView {
+    /// The summary every member agrees on.
+    pub summary: ShareSummary,
+    /// This node's own index, if it is a party.
+    pub local_party: Option<u8>,
+    /// Connected peers by party index (this node is not in it).
+    pub peers: BTreeMap<u8, PeerId>,
+    /// Whether at least `2t + 1` distinct indices are present.
+    pub formed: bool,
+}
+
+impl QuorumView {
+    /// All party indices present, this node's included.
+    pub fn parties(&self) -> Vec<u8> {
+        let mut all: Vec<u8> = self.peers.keys().copied().chain(self.local_party).collect();
+        all.sort_unstable();
+        all
+    }
+}
+
+/// The live quorum view of one node.
+#[derive(Clone, Debug)]
+pub struct Quorum {
+    summary: ShareSummary,
+    local_party: Option<u8>,
+    by_party: BTreeMap<u8, PeerId>,
+    by_peer: BTreeMap<PeerId, u8>,
+}
+
+impl Quorum {
+    /// An empty view for a node holding `summary` as party `local_party` (`None`: an observer,
+    /// such as the client, which counts only peers).
+    pub fn new(summary: ShareSummary, local_party: Option<u8>) -> Result<Self, QuorumConfigError> {
+        summary.validate()?;
+        if let Some(party) = local_party {
+            if party == 0 || party > summary.n {
+                return Err(QuorumConfigError::LocalParty {
+                    party,
+                    n: summary.n,
+                });
+            }
+        }
+        Ok(Quorum {
+            summary,
+            local_party,
+            by_party: BTreeMap::new(),
+            by_peer: BTreeMap::new(),
+        })
+    }
+
+    /// This node's announcement (`None` for an observer).
+    pub fn local_announcement(&self) -> Option<Announcement> {
+        self.local_party.map(|party| Announcement {
+            party,
+            summary: self.summary,
+        })
+    }
+
+    /// Records a connected peer's announcement. `Ok(true)` if it joined, `Ok(false)` if it
+    /// repeated what it had already announced.
+    // Conflicts are rare and off the hot path; boxing them would only make matching clumsier.
+    #[allow(clippy::result_large_err)]
+    pub fn observe(&mut self, peer: PeerId, ann: Announcement) -> Result<bool, QuorumConflict> {
+        let party = ann.party;
+        if ann.summary != self.summary {
+            return Err(QuorumConflict::OtherProvisioning {
+                peer,
+                party,
+                expected: self.summary,
+                announced: ann.summary,
+            });
+        }
+        if party == 0 || party > self.summary.n {
+            return Err(QuorumConflict::PartyOutOfRange {
+                peer,
+                party,
+                n: self.summary.n,
+            });
+        }
+        if let Some(&old) = self.by_peer.get(&peer) {
+            if old == party {
+                return Ok(false);
+            }
+            return Err(QuorumConflict::Reannounced {
+                peer,
+                old,
+                new: party,
+            });
+        }
+        if self.local_party == Some(party) {
+            return Err(QuorumConflict::DuplicateLocalParty { party, peer });
+        }
+        if let Some(&holder) = self.by_party.get(&party) {
+            return Err(QuorumConflict::DuplicateParty {
+                party,
+                holder,
+                peer,
+            });
+        }
+        self.by_party.insert(party, peer);
+        self.by_peer.insert(peer, party);
+        Ok(true)
+    }
+
+    /// Forgets a disconnected peer; returns the index it held.
+    pub fn remove(&mut self, peer: &PeerId) -> Option<u8> {
+        let party = self.by_peer.remove(peer)?;
+        self.by_party.remove(&party);
+        Some(party)
+    }
+
+    /// Whether at least `2t + 1` distinct indices are present.
+    pub fn is_formed(&self) -> bool {
+        self.by_party.len() + usize::from(self.local_party.is_some()) >= self.summary.required()
+    }
+
+    /// The index a peer holds.
+    pub fn party_of(&self, peer: &PeerId) -> Option<u8> {
+        self.by_peer.get(peer).copied()
+    }
+
+    /// The peer holding an index.
+    pub fn peer_of(&self, party: u8) -> Option<PeerId> {
+        self.by_party.get(&party).copied()
+    }
+
+    /// The summary this node holds.
+    pub fn summary(&self) -> ShareSummary {
+        self.summary
+    }
+
+    /// A copy of the current state.
+    pub fn view(&self) -> QuorumView {
+        QuorumView {
+            summary: self.summary,
+            local_party: self.local_party,
+            peers: self.by_party.clone(),
+            formed: self.is_formed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> ShareSummary {
+        ShareSummary {
+            model_sha256: [1; 32],
+            provisioning_id: [2; 16],
+            n: 3,
+            t: 1,
+        }
+    }
+
+    fn ann(party: u8) -> Announcement {
+        Announcement {
+            party,
+            summary: summary(),
+        }
+    }
+
+    #[test]
+    fn forms_with_two_t_plus_one_distinct_indices() {
+        let mut q = Quorum::new(summary(), Some(1)).unwrap();
+        let (a, b) = (PeerId::random(), PeerId::random());
+        assert!(!q.is_formed());
+        assert_eq!(q.observe(a, ann(2)), Ok(true));
+        assert!(!q.is_formed());
+        assert_eq!(q.observe(a, ann(2)), Ok(false));
+        assert_eq!(q.observe(b, ann(3)), Ok(true));
+        assert!(q.is_formed());
+        assert_eq!(q.view().parties(), vec![1, 2, 3]);
+        assert_eq!(q.peer_of(3), Some(b));
+        assert_eq!(q.remove(&b), Some(3));
+        assert!(!q.is_formed());
+    }
+
+    #[test]
+    fn observer_needs_all_from_peers() {
+        let mut q = Quorum::new(summary(), None).unwrap();
+        for p in 1..=3 {
+            q.observe(PeerId::random(), ann(p)).unwrap();
+        }
+        assert!(q.is_formed());
+        assert_eq!(q.local_announcement(), None);
+    }
+
+    #[test]
+    fn conflicts_are_typed_and_not_counted() {
+        let mut q = Quorum::new(summary(), Some(1)).unwrap();
+        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
+        q.observe(a, ann(2)).unwrap();
+        assert!(matches!(
+            q.observe(b, ann(2)),
+            Err(QuorumConflict::DuplicateParty { party: 2, holder, peer }) if holder == a && peer == b
+        ));
+        assert!(matches!(
+            q.observe(b, ann(1)),
+            Err(QuorumConflict::DuplicateLocalParty { party: 1, .. })
+        ));
+        assert!(matches!(
+            q.observe(b, ann(4)),
+            Err(QuorumConflict::PartyOutOfRange { party: 4, n: 3, .. })
+        ));
+        assert!(matches!(
+            q.observe(a, ann(3)),
+            Err(QuorumConflict::Reannounced { old: 2, new: 3, .. })
+        ));
+        let mut other = ann(3);
+        other.summary.model_sha256 = [9; 32];
+        let err = q.observe(c, other).unwrap_err();
+        assert!(matches!(err, QuorumConflict::OtherProvisioning { .. }));
+        assert!(err.to_string().contains("re-provision"));
+        assert_eq!(q.view().peers.len(), 1);
+        assert!(!q.is_formed());
+    }
+
+    #[test]
+    fn impossible_configurations_are_refused() {
+        let mut s = summary();
+        s.n = 2;
+        assert!(matches!(
+            Quorum::new(s, Some(1)),
+            Err(QuorumConfigError::Threshold { n: 2, t: 1 })
+        ));
+        assert!(matches!(
+            Quorum::new(summary(), Some(0)),
+            Err(QuorumConfigError::LocalParty { party: 0, .. })
+        ));
+        assert!(Quorum::new(summary(), Some(4)).is_err());
+    }
+}
