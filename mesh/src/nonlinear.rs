@@ -29,7 +29,8 @@ impl Demand {
     /// `fx::exp` on `b` elements.
     pub fn exp(b: usize) -> Demand {
         let mut d = Demand::trunc(HI_FRAC_BITS, b * (fx::EXP_SQUARINGS as usize - 1));
-        d.add_trunc(2 * HI_FRAC_BITS - FRAC_BITS, b);
+        d.add_trunc(2 * HI_FRAC_BITS - FRAC_BITS, b)
+            .add_trunc(HI_FRAC_BITS + 1, b);
         d
     }
 
@@ -163,14 +164,18 @@ impl<T: Transport> Party<T> {
             .collect())
     }
 
-    /// [`fx::exp`]: `(1 + x/2^10)^(2^10)` by ten fused squarings (10 rounds); the last one
-    /// truncates straight to the activation format.
+    /// [`fx::exp`]: `(1 + u + u^2/2)^(2^10)` with `u = x/2^10`: one fused product for `u^2/2`,
+    /// then ten fused squarings (11 rounds); the last one truncates straight to the activation
+    /// format.
     pub fn exp(&mut self, x: &[Share]) -> Result<Vec<Share>, MeshError> {
         self.ensure(&Demand::exp(x.len()))?;
         let shift = HI_FRAC_BITS - FRAC_BITS - fx::EXP_SQUARINGS;
-        let mut y: Vec<Share> = x
+        let u: Vec<Share> = x.iter().map(|xi| xi.scale(1 << shift)).collect();
+        let half_u2 = self.mul_trunc(&u, &u, HI_FRAC_BITS + 1)?;
+        let mut y: Vec<Share> = u
             .iter()
-            .map(|xi| xi.scale(1 << shift).add_public(1 << HI_FRAC_BITS))
+            .zip(&half_u2)
+            .map(|(ui, h)| ui.add(h).add_public(1 << HI_FRAC_BITS))
             .collect();
         for i in 0..fx::EXP_SQUARINGS {
             let bits = if i + 1 == fx::EXP_SQUARINGS {

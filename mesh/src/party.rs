@@ -129,6 +129,8 @@ pub struct Party<T: Transport> {
     round: u32,
     client_round: u32,
     prep_batch: usize,
+    /// Wall time spent generating preprocessing material (offline phase).
+    prep_time: std::time::Duration,
     /// Message buffers kept for reuse (large fresh allocations cost page faults every round).
     spare: Vec<Vec<u8>>,
     pub(crate) fault: Fault,
@@ -185,6 +187,7 @@ impl<T: Transport> Party<T> {
             round: 0,
             client_round: 0,
             prep_batch: 256,
+            prep_time: std::time::Duration::ZERO,
             spare: Vec::new(),
             fault: Fault::None,
             #[cfg(test)]
@@ -242,6 +245,12 @@ impl<T: Transport> Party<T> {
         self.ensure_with_batch(demand, 1)
     }
 
+    /// Wall time this party has spent in preprocessing (generating random material, rounds
+    /// included) since it was created; the rest of its time is the online phase.
+    pub fn preprocessing_time(&self) -> std::time::Duration {
+        self.prep_time
+    }
+
     /// What the pool holds now.
     pub fn pool_level(&self) -> Demand {
         self.pool.level()
@@ -260,10 +269,12 @@ impl<T: Transport> Party<T> {
         self.offline = true;
         // Large batches are split: multi-megabyte rounds are slower per item (cache, page
         // faults) than a few more rounds.
+        let started = std::time::Instant::now();
         let r = missing
             .split(PREP_CHUNK)
             .iter()
             .try_for_each(|d| crate::prep::generate(self, d));
+        self.prep_time += started.elapsed();
         self.offline = was;
         r
     }

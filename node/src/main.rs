@@ -1,1 +1,63 @@
-fn main() {}
+//! `sotto`: the Sotto command line.
+//!
+//! - `generate` ([`generate`]): run a model in the clear with one of the plaintext engines and
+//!   stream the text to stdout.
+//! - `provision` and `demo` ([`private`]): split a model into per-party share files, and run a
+//!   private generation on a local mesh.
+//! - [`model_dir`]: where the model files are looked for.
+//!
+//! Errors are `anyhow` at this edge, with messages that say what to do; logs go to stderr via
+//! `tracing` (`RUST_LOG=info` for more).
+
+mod generate;
+mod model_dir;
+mod private;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Sotto runs a small language model privately on a mesh of edge devices.
+#[derive(Debug, Parser)]
+#[command(name = "sotto", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate text in the clear with a plaintext engine (f32 reference or fixed-point twin).
+    Generate(generate::GenerateArgs),
+    /// Split a model into one secret share file per party (device).
+    Provision(private::ProvisionArgs),
+    /// Run a private generation on a local mesh: provisions it if needed, streams the answer,
+    /// then prints speed, rounds, traffic and whether the tokens match the plaintext engine.
+    Demo(private::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .init();
+    let result = match &cli.command {
+        Command::Generate(args) => generate::run(args),
+        Command::Provision(args) => model_dir::resolve(args.model.as_deref())
+            .and_then(|dir| private::run_provision(args, &dir)),
+        Command::Demo(args) => {
+            model_dir::resolve(args.model.as_deref()).and_then(|dir| private::run_demo(args, &dir))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sotto: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,789 @@
+//! The secure transformer: the fixed-point twin's forward pass ([`crate::FixedEngine`]), step
+//! for step, on Shamir shares.
+//!
+//! - [`provision`] splits a model's folded fixed-point weights ([`FixedWeights`]) into one
+//!   [`ShareFile`] per party; no party's file says anything about the weights on its own.
+//! - [`PartyModel`] is one party's weights, loaded from its share file and checked against the
+//!   quorum's `(n, t)` and its own index.
+//! - [`SecureEngine`] runs one party's side of a forward pass: every step is a `mesh` protocol
+//!   computing exactly the `mesh::fx` function the twin computes (truncations may differ by one
+//!   unit in the last place, see `docs/numerics.md`).
+//! - [`party_session`] / [`client_session`] are the two sides of one private generation.
+//!
+//! Tokens enter as secret-shared one-hot rows (the client shares them): the embedding is then
+//! a matrix-vector product, and the argmax inside MPC produces the next token as a one-hot row
+//! too, so a generated token never has to leave the quorum in the clear; only its index is
+//! opened, to the client alone.
+
+use std::sync::Arc;
+
+use mesh::fx;
+use mesh::{Client, ClientLink, MeshError, Party, Share, Threshold, Transport, Wide};
+use rand::{CryptoRng, RngCore};
+
+use crate::checkpoint::Config;
+use crate::engine::rope_cos_sin;
+use crate::fixed::FixedWeights;
+use crate::sampler::Sampler;
+use crate::sharefile::{
+    FIELD_MERSENNE127, ModelShape, ShareFile, ShareFileError, ShareHeader, TensorInfo,
+};
+
+/// RMSNorm epsilon (llama2.c), as in the twin.
+const RMS_EPS: f32 = 1e-5;
+
+/// Why a secure computation could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecureError {
+    /// A protocol step failed (a peer is gone, timed out, or sent a malformed message).
+    #[error(transparent)]
+    Mesh(#[from] MeshError),
+    /// A share file could not be read or written.
+    #[error(transparent)]
+    ShareFile(#[from] ShareFileError),
+    /// A share file does not belong to this quorum or party.
+    #[error("{0}")]
+    Mismatch(String),
+    /// The request does not fit the model (too many tokens, a token outside the vocabulary).
+    #[error("{0}")]
+    Request(String),
+}
+
+/// The payload tensors of a share file, in order (names as in the header).
+pub const TENSORS: [&str; 9] = [
+    "embedding",
+    "wq",
+    "wk",
+    "wv",
+    "wo",
+    "w1",
+    "w2",
+    "w3",
+    "classifier",
+];
+
+impl From<&Config> for ModelShape {
+    fn from(c: &Config) -> Self {
+        ModelShape {
+            dim: c.dim as u32,
+            hidden_dim: c.hidden_dim as u32,
+            n_layers: c.n_layers as u32,
+            n_heads: c.n_heads as u32,
+            n_kv_heads: c.n_kv_heads as u32,
+            vocab_size: c.vocab_size as u32,
+            seq_len: c.seq_len as u32,
+        }
+    }
+}
+
+fn config_of(s: &ModelShape) -> Config {
+    Config {
+        dim: s.dim as usize,
+        hidden_dim: s.hidden_dim as usize,
+        n_layers: s.n_layers as usize,
+        n_heads: s.n_heads as usize,
+        n_kv_heads: s.n_kv_heads as usize,
+        vocab_size: s.vocab_size as usize,
+        seq_len: s.seq_len as usize,
+        shared_classifier: true,
+    }
+}
+
+/// Split `weights` into `n` share files of threshold `t`. `progress(done, total)` is called as
+/// elements are shared. Every file gets the same fresh random provisioning id.
+pub fn provision<R: RngCore + CryptoRng>(
+    weights: &FixedWeights,
+    model_sha256: [u8; 32],
+    th: Threshold,
+    rng: &mut R,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Vec<ShareFile>, SecureError> {
+    let (n, t) = (th.n(), th.t());
+    let narrow = |v: usize, what: &str| {
+        u8::try_from(v).map_err(|_| SecureError::Request(format!("{what} {v} is above 255")))
+    };
+    let (n8, t8) = (narrow(n, "n")?, narrow(t, "t")?);
+    let tensors = weights.tensors();
+    let total: u64 = tensors.iter().map(|(_, v)| v.len() as u64).sum();
+    let mut provisioning_id = [0u8; 16];
+    rng.fill_bytes(&mut provisioning_id);
+    let mut per_party: Vec<Vec<u128>> =
+        (0..n).map(|_| Vec::with_capacity(total as usize)).collect();
+    let mut done = 0u64;
+    for (_, values) in &tensors {
+        for chunk in values.chunks(1 << 14) {
+            for &v in chunk {
+                let shares = mesh::shamir::deal(mesh::Fp::from_i64(v), t, n, rng);
+                for (dst, s) in per_party.iter_mut().zip(&shares) {
+                    dst.push(u128::from_le_bytes(s.to_le_bytes()));
+                }
+            }
+            done += chunk.len() as u64;
+            progress(done, total);
+        }
+    }
+    let shape = ModelShape::from(weights.config());
+    let infos: Vec<TensorInfo> = tensors
+        .iter()
+        .map(|(name, v)| TensorInfo {
+            name: (*name).to_owned(),
+            len: v.len() as u64,
+        })
+        .collect();
+    per_party
+        .into_iter()
+        .enumerate()
+        .map(|(i, elements)| {
+            let header = ShareHeader {
+                model_sha256,
+                provisioning_id,
+                n: n8,
+                t: t8,
+                party: i as u8 + 1,
+                field: FIELD_MERSENNE127,
+                frac_bits: fx::FRAC_BITS as u8,
+                shape,
+                tensors: infos.clone(),
+            };
+            ShareFile::new(header, elements).map_err(SecureError::Mismatch)
+        })
+        .collect()
+}
+
+/// One party's shares of the model, arranged for the forward pass.
+pub struct PartyModel {
+    header: ShareHeader,
+    config: Config,
+    /// `[dim, vocab]`: the embedding transposed, so a one-hot row selects by a dot product.
+    embedding_t: Vec<Share>,
+    /// Per layer `[wq'; wk'; wv']`, `[dim + 2 kv_dim, dim]`.
+    wqkv: Vec<Vec<Share>>,
+    /// Per layer `[dim, dim]`.
+    wo: Vec<Vec<Share>>,
+    /// Per layer `[w1'; w3']`, `[2 hidden, dim]`.
+    w13: Vec<Vec<Share>>,
+    /// Per layer `[dim, hidden]`.
+    w2: Vec<Vec<Share>>,
+    /// `[vocab, dim]`.
+    classifier: Vec<Share>,
+}
+
+impl std::fmt::Debug for PartyModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartyModel")
+            .field("party", &self.header.party)
+            .field("n", &self.header.n)
+            .field("t", &self.header.t)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn to_shares(v: &[u128]) -> Vec<Share> {
+    v.iter()
+        .map(|&e| Share::from_le_bytes(e.to_le_bytes()).unwrap_or_else(|| Share::public(0)))
+        .collect()
+}
+
+impl PartyModel {
+    /// Arrange a share file for party `index` (0-based) of a quorum with threshold `th`.
+    /// Refuses a file made for another party, another `(n, t)`, another number format, or with
+    /// tensors of the wrong size.
+    pub fn from_share_file(
+        file: &ShareFile,
+        th: Threshold,
+        index: usize,
+    ) -> Result<Self, SecureError> {
+        let h = &file.header;
+        if usize::from(h.n) != th.n() || usize::from(h.t) != th.t() {
+            return Err(SecureError::Mismatch(format!(
+                "share file is for a ({}, {}) quorum, this quorum is ({}, {}); use the share files of this provisioning",
+                h.n,
+                h.t,
+                th.n(),
+                th.t()
+            )));
+        }
+        if usize::from(h.party) != index + 1 {
+            return Err(SecureError::Mismatch(format!(
+                "share file belongs to party {}, this node is party {}",
+                h.party,
+                index + 1
+            )));
+        }
+        if u32::from(h.frac_bits) != fx::FRAC_BITS {
+            return Err(SecureError::Mismatch(format!(
+                "share file uses {} fractional bits, this sotto uses {}; re-provision",
+                h.frac_bits,
+                fx::FRAC_BITS
+            )));
+        }
+        let c = config_of(&h.shape);
+        let shape_ok = c.dim > 0
+            && c.n_heads > 0
+            && c.n_kv_heads > 0
+            && c.dim % c.n_heads == 0
+            && c.n_heads % c.n_kv_heads == 0
+            && c.head_size() % 2 == 0;
+        if !shape_ok {
+            return Err(SecureError::Mismatch(format!(
+                "impossible model shape {:?}",
+                h.shape
+            )));
+        }
+        let (dim, hidden, kv, layers, vocab) =
+            (c.dim, c.hidden_dim, c.kv_dim(), c.n_layers, c.vocab_size);
+        let want: [usize; 9] = [
+            vocab * dim,
+            layers * dim * dim,
+            layers * kv * dim,
+            layers * kv * dim,
+            layers * dim * dim,
+            layers * hidden * dim,
+            layers * dim * hidden,
+            layers * hidden * dim,
+            vocab * dim,
+        ];
+        let mut t: Vec<&[u128]> = Vec::with_capacity(9);
+        for (name, len) in TENSORS.iter().zip(want) {
+            let v = file.tensor(name).ok_or_else(|| {
+                SecureError::Mismatch(format!("share file has no tensor `{name}`"))
+            })?;
+            if v.len() != len {
+                return Err(SecureError::Mismatch(format!(
+                    "tensor `{name}` has {} elements, the model shape needs {len}",
+                    v.len()
+                )));
+            }
+            t.push(v);
+        }
+        let emb = to_shares(t[0]);
+        let mut embedding_t = Vec::with_capacity(emb.len());
+        for j in 0..dim {
+            for v in 0..vocab {
+                embedding_t.push(emb[v * dim + j].clone());
+            }
+        }
+        let layer = |v: &[u128], l: usize, len: usize| to_shares(&v[l * len..(l + 1) * len]);
+        let mut wqkv = Vec::with_capacity(layers);
+        let mut wo = Vec::with_capacity(layers);
+        let mut w13 = Vec::with_capacity(layers);
+        let mut w2 = Vec::with_capacity(layers);
+        for l in 0..layers {
+            let mut m = layer(t[1], l, dim * dim);
+            m.extend(layer(t[2], l, kv * dim));
+            m.extend(layer(t[3], l, kv * dim));
+            wqkv.push(m);
+            wo.push(layer(t[4], l, dim * dim));
+            let mut m = layer(t[5], l, hidden * dim);
+            m.extend(layer(t[7], l, hidden * dim));
+            w13.push(m);
+            w2.push(layer(t[6], l, dim * hidden));
+        }
+        Ok(PartyModel {
+            header: h.clone(),
+            config: c,
+            embedding_t,
+            wqkv,
+            wo,
+            w13,
+            w2,
+            classifier: to_shares(t[8]),
+        })
+    }
+
+    /// The model's public shape.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The share file's header (model hash, provisioning id, n, t, party).
+    pub fn header(&self) -> &ShareHeader {
+        &self.header
+    }
+}
+
+/// The degree-2t dot product of two share vectors (local).
+fn dot_wide(a: &[Share], b: &[Share]) -> Wide {
+    let mut acc = Wide::from(&Share::public(0));
+    for (x, y) in a.iter().zip(b) {
+        acc = acc.add(&x.mul_local(y));
+    }
+    acc
+}
+
+fn repeat(v: &[Share], each: usize) -> Vec<Share> {
+    v.iter()
+        .flat_map(|s| std::iter::repeat_n(s, each).cloned())
+        .collect()
+}
+
+/// One party's side of the secure forward pass: its weights and its shares of the KV cache.
+pub struct SecureEngine {
+    w: Arc<PartyModel>,
+    /// Per layer, `[pos, kv_dim]` appended position by position.
+    k_cache: Vec<Vec<Share>>,
+    /// Per layer, `[pos, kv_dim]`.
+    v_cache: Vec<Vec<Share>>,
+    filled: usize,
+}
+
+impl std::fmt::Debug for SecureEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecureEngine")
+            .field("filled", &self.filled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecureEngine {
+    /// An engine with an empty KV cache.
+    pub fn new(w: Arc<PartyModel>) -> Self {
+        let layers = w.config.n_layers;
+        SecureEngine {
+            w,
+            k_cache: vec![Vec::new(); layers],
+            v_cache: vec![Vec::new(); layers],
+            filled: 0,
+        }
+    }
+
+    /// Positions already in the KV cache.
+    pub fn filled(&self) -> usize {
+        self.filled
+    }
+
+    /// Forget every position from `positions` on (recovery: the quorum redoes a token after a
+    /// party was lost, possibly in the middle of a forward pass that had already appended part
+    /// of its keys and values). Keeps the cache as it was after `positions` forward passes.
+    pub fn truncate(&mut self, positions: usize) {
+        let keep = positions.min(self.filled) * self.w.config.kv_dim();
+        for cache in self.k_cache.iter_mut().chain(self.v_cache.iter_mut()) {
+            cache.truncate(keep);
+        }
+        self.filled = positions.min(self.filled);
+    }
+
+    /// Run the forward pass for the token whose one-hot row `onehot` (vocabulary length) is
+    /// shared, at the next position. Returns the logits' shares when `logits` is set (the last
+    /// prompt position and every generated one), otherwise only fills the KV cache.
+    pub fn forward<T: Transport>(
+        &mut self,
+        p: &mut Party<T>,
+        onehot: &[Share],
+        logits: bool,
+    ) -> Result<Option<Vec<Share>>, SecureError> {
+        let w = Arc::clone(&self.w);
+        let c = w.config;
+        let pos = self.filled;
+        if pos >= c.seq_len {
+            return Err(SecureError::Request(format!(
+                "the model's context is {} tokens; this request needs more",
+                c.seq_len
+            )));
+        }
+        if onehot.len() != c.vocab_size {
+            return Err(MeshError::LengthMismatch {
+                what: "one-hot token row",
+                expected: c.vocab_size,
+                got: onehot.len(),
+            }
+            .into());
+        }
+        let (dim, hidden, kv_dim, hs) = (c.dim, c.hidden_dim, c.kv_dim(), c.head_size());
+        let (heads, kv_mul) = (c.n_heads, c.kv_mul());
+        let hi = fx::HI_FRAC_BITS;
+        let rope_shift = hi + fx::FRAC_BITS;
+        let rope: Vec<(i128, i128)> = (0..dim / 2)
+            .map(|i| {
+                let (cos, sin) = rope_cos_sin(pos, 2 * i, hs);
+                (i128::from(fx::from_f32(cos)), i128::from(fx::from_f32(sin)))
+            })
+            .collect();
+
+        // Embedding: the one-hot row (integers) times the table, exact: no truncation.
+        let mut x = p.dot(&w.embedding_t, onehot)?;
+
+        for l in 0..c.n_layers {
+            // --- attention: x -> rms_inv, W'x, RoPE fused with the inverse-RMS scale ---
+            let inv = p.rms_inv(&x, dim, RMS_EPS)?.remove(0);
+            let h = p.dot_trunc(&w.wqkv[l], &x, fx::FRAC_BITS)?;
+            // q and k: (a inv) cos - (b inv) sin etc. truncated by HI + FRAC in one round;
+            // v: trunc(h inv, HI) computed as trunc(h inv 2^FRAC, HI + FRAC), the same value.
+            let mut wide: Vec<Wide> = Vec::with_capacity(dim + 2 * kv_dim);
+            for part in [&h[..dim], &h[dim..dim + kv_dim]] {
+                for (pair, &(cos, sin)) in part.chunks_exact(2).zip(&rope) {
+                    let a = pair[0].mul_local(&inv);
+                    let b = pair[1].mul_local(&inv);
+                    wide.push(a.scale(cos).sub(&b.scale(sin)));
+                    wide.push(a.scale(sin).add(&b.scale(cos)));
+                }
+            }
+            for hv in &h[dim + kv_dim..] {
+                wide.push(hv.mul_local(&inv).scale(1i128 << fx::FRAC_BITS));
+            }
+            let qkv = p.reduce_trunc(&wide, rope_shift)?;
+            let q = &qkv[..dim];
+            self.k_cache[l].extend_from_slice(&qkv[dim..dim + kv_dim]);
+            self.v_cache[l].extend_from_slice(&qkv[dim + kv_dim..]);
+            let (kc, vc) = (&self.k_cache[l], &self.v_cache[l]);
+            let n = pos + 1;
+
+            // Scores of every head in one round.
+            let mut sw = Vec::with_capacity(heads * n);
+            for hd in 0..heads {
+                let qh = &q[hd * hs..(hd + 1) * hs];
+                let off = (hd / kv_mul) * hs;
+                for t in 0..n {
+                    sw.push(dot_wide(qh, &kc[t * kv_dim + off..t * kv_dim + off + hs]));
+                }
+            }
+            let scores = p.reduce_trunc(&sw, fx::FRAC_BITS)?;
+            let m = p.max(&scores, n)?;
+            let args: Vec<Share> = scores
+                .chunks_exact(n)
+                .zip(&m)
+                .flat_map(|(row, mi)| row.iter().map(move |s| s.sub(mi)))
+                .collect();
+            let e = p.exp(&args)?;
+            let sums: Vec<Share> = e
+                .chunks_exact(n)
+                .map(|row| row.iter().fold(Share::public(0), |a, s| a.add(s)))
+                .collect();
+            // u_j = sum_t e_t v_t[j] (one truncation each), then scaled by 1/sum.
+            let mut uw = Vec::with_capacity(dim);
+            for hd in 0..heads {
+                let eh = &e[hd * n..(hd + 1) * n];
+                let off = (hd / kv_mul) * hs;
+                for j in 0..hs {
+                    let mut acc = Wide::from(&Share::public(0));
+                    for (t, et) in eh.iter().enumerate() {
+                        acc = acc.add(&et.mul_local(&vc[t * kv_dim + off + j]));
+                    }
+                    uw.push(acc);
+                }
+            }
+            let u = p.reduce_trunc(&uw, fx::FRAC_BITS)?;
+            let r = p.reciprocal(&sums)?;
+            let att = p.mul_trunc(&u, &repeat(&r, hs), hi)?;
+            let o = p.dot_trunc(&w.wo[l], &att, fx::FRAC_BITS)?;
+            x = x.iter().zip(&o).map(|(a, b)| a.add(b)).collect();
+
+            // --- feed-forward ---
+            let inv2 = p.rms_inv(&x, dim, RMS_EPS)?;
+            let h13 = p.dot_trunc(&w.w13[l], &x, fx::FRAC_BITS)?;
+            let ab = p.mul_trunc(&h13, &repeat(&inv2, 2 * hidden), hi)?;
+            let s = p.silu(&ab[..hidden])?;
+            let g = p.mul_fx(&s, &ab[hidden..])?;
+            let f = p.dot_trunc(&w.w2[l], &g, fx::FRAC_BITS)?;
+            x = x.iter().zip(&f).map(|(a, b)| a.add(b)).collect();
+        }
+        self.filled = pos + 1;
+        if !logits {
+            return Ok(None);
+        }
+        let inv = p.rms_inv(&x, dim, RMS_EPS)?;
+        let hl = p.dot_trunc(&w.classifier, &x, fx::FRAC_BITS)?;
+        Ok(Some(p.mul_trunc(&hl, &repeat(&inv, c.vocab_size), hi)?))
+    }
+}
+
+/// [`fx::argmax`] of shared logits as a shared one-hot row (and its shared index): the
+/// comparison tree of `fx::max_argmax` (ties keep the lower index), carrying for each
+/// candidate the one-hot row of the group it won. One comparison and one degree reduction per
+/// level.
+pub fn argmax_onehot<T: Transport>(
+    p: &mut Party<T>,
+    logits: &[Share],
+) -> Result<(Vec<Share>, Share), SecureError> {
+    if logits.is_empty() {
+        return Err(MeshError::InvalidArgument("argmax over an empty vector").into());
+    }
+    // Each candidate: its value and the one-hot row of its group (None = the public row [1]).
+    let mut vals: Vec<Share> = logits.to_vec();
+    let mut rows: Vec<Option<Vec<Share>>> = vec![None; logits.len()];
+    while vals.len() > 1 {
+        let pairs = vals.len() / 2;
+        let diffs: Vec<Share> = (0..pairs)
+            .map(|i| vals[2 * i].sub(&vals[2 * i + 1]))
+            .collect();
+        let c = p.ltz(&diffs)?; // [a < b]: take b
+        let mut prods: Vec<Wide> = Vec::new();
+        for i in 0..pairs {
+            let (a, b) = (&vals[2 * i], &vals[2 * i + 1]);
+            prods.push(c[i].mul_local(&b.sub(a)));
+            for r in [&rows[2 * i], &rows[2 * i + 1]].into_iter().flatten() {
+                prods.extend(r.iter().map(|s| c[i].mul_local(s)));
+            }
+        }
+        let red = p.reduce(&prods)?;
+        let mut k = 0;
+        let mut next_vals = Vec::with_capacity(vals.len().div_ceil(2));
+        let mut next_rows = Vec::with_capacity(vals.len().div_ceil(2));
+        for i in 0..pairs {
+            next_vals.push(vals[2 * i].add(&red[k]));
+            k += 1;
+            // left row * (1 - c) followed by right row * c.
+            let mut row = Vec::new();
+            match &rows[2 * i] {
+                None => row.push(Share::public(1).sub(&c[i])),
+                Some(r) => {
+                    for s in r {
+                        row.push(s.sub(&red[k]));
+                        k += 1;
+                    }
+                }
+            }
+            match &rows[2 * i + 1] {
+                None => row.push(c[i].clone()),
+                Some(r) => {
+                    for _ in r {
+                        row.push(red[k].clone());
+                        k += 1;
+                    }
+                }
+            }
+            next_rows.push(Some(row));
+        }
+        if vals.len() % 2 == 1 {
+            next_vals.push(vals[vals.len() - 1].clone());
+            next_rows.push(rows[vals.len() - 1].take());
+        }
+        vals = next_vals;
+        rows = next_rows;
+    }
+    let row = rows
+        .pop()
+        .flatten()
+        .unwrap_or_else(|| vec![Share::public(1)]);
+    let index = row
+        .iter()
+        .enumerate()
+        .fold(Share::public(0), |acc, (i, s)| acc.add(&s.scale(i as i128)));
+    Ok((row, index))
+}
+
+/// How the next token is chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// Argmax inside MPC; only the token's index is opened, to the client (the default).
+    ArgmaxInMpc,
+    /// The logits' shares go to the client, which samples and shares the chosen token back.
+    SampleAtClient,
+}
+
+/// The public parameters of one private generation, known to the client and every party.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionParams {
+    /// Prompt tokens (BOS included).
+    pub prompt_len: usize,
+    /// Tokens to generate.
+    pub steps: usize,
+    /// How tokens are chosen.
+    pub selection: Selection,
+    /// Also open every step's logits to the client (for `--verify`).
+    pub reveal_logits: bool,
+}
+
+impl SessionParams {
+    /// Check the request against the model's context.
+    pub fn check(&self, c: &Config) -> Result<(), SecureError> {
+        if self.prompt_len == 0 {
+            return Err(SecureError::Request(
+                "the prompt must hold at least BOS".into(),
+            ));
+        }
+        if self.steps == 0 {
+            return Err(SecureError::Request("steps must be at least 1".into()));
+        }
+        let positions = self.prompt_len + self.steps - 1;
+        if positions > c.seq_len {
+            return Err(SecureError::Request(format!(
+                "prompt ({} tokens) + steps ({}) needs {positions} positions, the model has {}; use fewer steps",
+                self.prompt_len, self.steps, c.seq_len
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One party's side of a private generation.
+pub fn party_session<T: Transport>(
+    p: &mut Party<T>,
+    model: &Arc<PartyModel>,
+    params: SessionParams,
+) -> Result<(), SecureError> {
+    let c = model.config;
+    params.check(&c)?;
+    let mut engine = SecureEngine::new(Arc::clone(model));
+    let mut logits = None;
+    for i in 0..params.prompt_len {
+        let onehot = p.input_from_client(c.vocab_size)?;
+        logits = engine.forward(p, &onehot, i + 1 == params.prompt_len)?;
+    }
+    for step in 0..params.steps {
+        let l = logits.take().ok_or(MeshError::InvalidArgument(
+            "forward pass returned no logits",
+        ))?;
+        if params.reveal_logits || params.selection == Selection::SampleAtClient {
+            p.open_to_client(&l)?;
+        }
+        let next = match params.selection {
+            Selection::ArgmaxInMpc => {
+                let (row, index) = argmax_onehot(p, &l)?;
+                p.open_to_client(std::slice::from_ref(&index))?;
+                row
+            }
+            Selection::SampleAtClient => {
+                if step + 1 == params.steps {
+                    break;
+                }
+                p.input_from_client(c.vocab_size)?
+            }
+        };
+        if step + 1 < params.steps {
+            logits = engine.forward(p, &next, true)?;
+        }
+    }
+    Ok(())
+}
+
+/// What the client learns of one generated token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientToken {
+    /// The token id.
+    pub id: u32,
+    /// The step's logits in real units, when the session reveals them.
+    pub logits: Option<Vec<f32>>,
+}
+
+fn one_hot(id: u32, vocab: usize) -> Vec<i64> {
+    let mut v = vec![0i64; vocab];
+    v[id as usize] = 1;
+    v
+}
+
+/// The client's side: shares the prompt, then receives each token (and, if asked, the logits),
+/// calling `on_token` as each arrives. `sampler` is used only with
+/// [`Selection::SampleAtClient`].
+pub fn client_session<L: ClientLink>(
+    client: &mut Client<L>,
+    prompt: &[u32],
+    vocab_size: usize,
+    params: SessionParams,
+    sampler: &mut Sampler,
+    mut on_token: impl FnMut(&ClientToken),
+) -> Result<Vec<u32>, SecureError> {
+    if prompt.len() != params.prompt_len {
+        return Err(SecureError::Request(
+            "prompt length differs from the session's".into(),
+        ));
+    }
+    if let Some(bad) = prompt.iter().find(|&&t| t as usize >= vocab_size) {
+        return Err(SecureError::Request(format!(
+            "token {bad} is outside the vocabulary"
+        )));
+    }
+    for &t in prompt {
+        client.share_input(&one_hot(t, vocab_size))?;
+    }
+    let mut out = Vec::with_capacity(params.steps);
+    for step in 0..params.steps {
+        let logits = if params.reveal_logits || params.selection == Selection::SampleAtClient {
+            let raw = client.reconstruct(vocab_size)?;
+            Some(raw.into_iter().map(fx::to_f32).collect::<Vec<f32>>())
+        } else {
+            None
+        };
+        let id = match params.selection {
+            Selection::ArgmaxInMpc => {
+                let v = client.reconstruct(1)?[0];
+                u32::try_from(v)
+                    .ok()
+                    .filter(|&i| (i as usize) < vocab_size)
+                    .ok_or_else(|| {
+                        SecureError::Request(format!(
+                            "the quorum returned token {v}, outside the vocabulary"
+                        ))
+                    })?
+            }
+            Selection::SampleAtClient => {
+                let l = logits
+                    .as_ref()
+                    .ok_or(MeshError::InvalidArgument("no logits"))?;
+                let id = sampler.sample(l);
+                if step + 1 < params.steps {
+                    client.share_input(&one_hot(id, vocab_size))?;
+                }
+                id
+            }
+        };
+        let tok = ClientToken { id, logits };
+        on_token(&tok);
+        out.push(id);
+    }
+    Ok(out)
+}
+
+/// Check that the share files of a quorum belong together: one model, one provisioning, one
+/// `(n, t)`, and distinct party indices. Parties compare headers before computing anything.
+pub fn check_quorum(headers: &[&ShareHeader]) -> Result<(), SecureError> {
+    let Some(first) = headers.first() else {
+        return Err(SecureError::Mismatch("no share files".into()));
+    };
+    let mut seen = Vec::with_capacity(headers.len());
+    for h in headers {
+        if h.model_sha256 != first.model_sha256 {
+            return Err(SecureError::Mismatch(format!(
+                "party {} holds shares of another model (sha256 {}…) than party {} ({}…)",
+                h.party,
+                hex8(&h.model_sha256),
+                first.party,
+                hex8(&first.model_sha256)
+            )));
+        }
+        if h.provisioning_id != first.provisioning_id {
+            return Err(SecureError::Mismatch(format!(
+                "party {} holds shares from another provisioning run than party {}; \
+                 copy every party's file from the same `sotto provision` output",
+                h.party, first.party
+            )));
+        }
+        if (h.n, h.t) != (first.n, first.t) {
+            return Err(SecureError::Mismatch(format!(
+                "party {} is provisioned for ({}, {}), party {} for ({}, {})",
+                h.party, h.n, h.t, first.party, first.n, first.t
+            )));
+        }
+        if seen.contains(&h.party) {
+            return Err(SecureError::Mismatch(format!(
+                "two share files claim party index {}",
+                h.party
+            )));
+        }
+        seen.push(h.party);
+    }
+    Ok(())
+}
+
+fn hex8(b: &[u8; 32]) -> String {
+    b[..4].iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// sha256 of a file (the model's identity in share-file headers), read in chunks.
+pub fn file_sha256(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+    }
+    Ok(h.finalize().into())
+}
