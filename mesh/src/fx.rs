@@ -228,6 +228,23 @@ pub struct StepGuess {
 }
 
 impl StepGuess {
+    /// The same function on `lo <= x <= hi`, without the comparisons whose outcome that range
+    /// decides (thresholds `<= lo` always pass, thresholds `> hi` never do). Callers that know
+    /// such a public range (a softmax denominator lies in `[1, L]`) save those comparisons and
+    /// still get exactly [`StepGuess::eval`]'s value.
+    pub fn restrict(&self, lo: i64, hi: i64) -> StepGuess {
+        let mut base = self.base;
+        let mut steps = Vec::with_capacity(self.steps.len());
+        for &(t, inc) in &self.steps {
+            if t <= lo {
+                base += inc;
+            } else if t <= hi {
+                steps.push((t, inc));
+            }
+        }
+        StepGuess { base, steps }
+    }
+
     /// Evaluate in the clear.
     pub fn eval(&self, x: i64) -> i64 {
         self.steps
@@ -260,7 +277,12 @@ pub fn reciprocal_guess() -> StepGuess {
 /// `1/d` for `d` in the activation format (domain `[2^RECIP_MIN_LOG2, 2^RECIP_MAX_LOG2)`),
 /// result in [`HI_FRAC_BITS`].
 pub fn reciprocal(d: i64) -> i64 {
-    let mut y = reciprocal_guess().eval(d);
+    reciprocal_from_guess(d, reciprocal_guess().eval(d))
+}
+
+/// [`reciprocal`]'s Newton steps from a given initial guess (HI format).
+pub fn reciprocal_from_guess(d: i64, guess: i64) -> i64 {
+    let mut y = guess;
     for _ in 0..RECIP_ITERS {
         // e = d*y in HI_FRAC_BITS (about 1); y <- y (2 - e)
         let e = trunc(i128::from(d) * i128::from(y), FRAC_BITS);
@@ -420,6 +442,17 @@ mod tests {
                 rsqrt_guess().eval(pow2_raw(k.clamp(-10, 9))),
                 RSQRT_GUESS[(k.clamp(-10, 9) + 10) as usize]
             );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn restricted_guesses_agree_on_their_range(a in -(1i64 << 31)..(1i64 << 31), b in -(1i64 << 31)..(1i64 << 31), x in -(1i64 << 31)..(1i64 << 31)) {
+            let (lo, hi) = (a.min(b), a.max(b));
+            let x = x.clamp(lo, hi);
+            for g in [reciprocal_guess(), rsqrt_guess()] {
+                prop_assert_eq!(g.restrict(lo, hi).eval(x), g.eval(x));
+            }
         }
     }
 

@@ -192,7 +192,35 @@ impl<T: Transport> Party<T> {
     /// steps of two fused products each: 14 rounds.
     pub fn reciprocal(&mut self, d: &[Share]) -> Result<Vec<Share>, MeshError> {
         self.ensure(&Demand::reciprocal(d.len()))?;
-        let mut y = self.step_guess(d, &fx::reciprocal_guess())?;
+        self.reciprocal_with_guess(d, &fx::reciprocal_guess())
+    }
+
+    /// [`fx::reciprocal`] for inputs known (publicly) to lie in `[lo, hi]` (raw activation
+    /// format): the comparisons that range decides are skipped
+    /// ([`fx::StepGuess::restrict`]), the result is the same. A softmax denominator, for
+    /// example, lies in `[1, L]`.
+    pub fn reciprocal_in(
+        &mut self,
+        d: &[Share],
+        lo: i64,
+        hi: i64,
+    ) -> Result<Vec<Share>, MeshError> {
+        let guess = fx::reciprocal_guess().restrict(lo, hi);
+        let mut demand = Demand::step_guess(d.len(), guess.steps.len());
+        let it = fx::RECIP_ITERS as usize;
+        demand
+            .add_trunc(FRAC_BITS, d.len() * it)
+            .add_trunc(HI_FRAC_BITS, d.len() * it);
+        self.ensure(&demand)?;
+        self.reciprocal_with_guess(d, &guess)
+    }
+
+    fn reciprocal_with_guess(
+        &mut self,
+        d: &[Share],
+        guess: &StepGuess,
+    ) -> Result<Vec<Share>, MeshError> {
+        let mut y = self.step_guess(d, guess)?;
         for _ in 0..fx::RECIP_ITERS {
             let e = self.mul_trunc(d, &y, FRAC_BITS)?;
             let two_minus_e: Vec<Share> = e

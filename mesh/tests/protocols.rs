@@ -188,6 +188,24 @@ proptest! {
     }
 
     #[test]
+    fn reciprocal_in_a_public_range_equals_the_full_guess(
+        (n, t) in config(),
+        seed in any::<u64>(),
+        len in 1usize..200,
+        e in prop::collection::vec(0.0f64..1.0, 1..10),
+    ) {
+        // Softmax denominators: 1 <= d <= len; the range decides the other comparisons.
+        let hi = fx::from_f64(len as f64, FRAC_BITS);
+        let mut d: Vec<i64> = e.iter().map(|&e| fx::ONE + ((hi - fx::ONE) as f64 * e) as i64).collect();
+        d.extend([fx::ONE, hi]);
+        let got = secure(n, t, seed, &[&d], d.len(), |p, v| p.reciprocal_in(&v[0], fx::ONE, hi));
+        for (g, di) in got.iter().zip(&d) {
+            let w = fx::reciprocal(*di);
+            prop_assert!(recip_bound(*g, w), "d={} got={} fx={}", di, g, w);
+        }
+    }
+
+    #[test]
     fn rsqrt_within_bound(
         (n, t) in config(),
         seed in any::<u64>(),

@@ -465,7 +465,10 @@ impl SecureEngine {
                 }
             }
             let u = p.reduce_trunc(&uw, fx::FRAC_BITS)?;
-            let r = p.reciprocal(&sums)?;
+            // 1 <= sum <= n (the maximum's exp is exactly 1, every other term at most 1 plus
+            // a few ulps of truncation): the guess's comparisons outside that range are decided.
+            let n_raw = n as i64;
+            let r = p.reciprocal_in(&sums, fx::ONE, n_raw * fx::ONE + 4 * n_raw)?;
             let att = p.mul_trunc(&u, &repeat(&r, hs), hi)?;
             let o = p.dot_trunc(&w.wo[l], &att, fx::FRAC_BITS)?;
             x = x.iter().zip(&o).map(|(a, b)| a.add(b)).collect();
