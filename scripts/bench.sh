@@ -37,7 +37,7 @@ for cfg in "${configs[@]}"; do
   ofr=$(sed -n 's/.*rounds\/token *\([0-9.]*\) online + \([0-9.]*\) preprocessing.*/\2/p' <<<"$out")
   onb=$(sed -n 's/.*bytes\/party\/token *\([0-9.]*\) MB online + \([0-9.]*\) MB.*/\1/p' <<<"$out")
   ofb=$(sed -n 's/.*bytes\/party\/token *\([0-9.]*\) MB online + \([0-9.]*\) MB.*/\2/p' <<<"$out")
-  same=$(sed -n 's/.*tokens vs plaintext *\([A-Za-z]*\) (\([0-9]*\/[0-9]*\)).*/\1 \2/p' <<<"$out")
+  same=$(sed -n 's/.*tokens vs plaintext *\([A-Za-z]*\) (\([0-9]*\/[0-9]*\).*/\1 \2/p' <<<"$out")
   err=$(sed -n 's/.*max |logit_private - logit_f32| = \([0-9.]*\).*/\1/p' <<<"$out")
   over=$(awk -v a="$pp" -v b="$tp" 'BEGIN { if (b > 0) printf "%.0fx", a / b; else print "-" }')
   echo "| ($n,$t) | $tp | $pp | $over | $onr | $ofr | $onb | $ofb | $same | $err | \`$cmd\` |"
