@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Private-inference benchmark: stories260K, 64 greedy tokens from "Once upon a time", parties as
-# threads over the in-memory transport, for each (n, t) given (default: 3,1 and 5,2).
-# Prints one markdown table row per configuration (median of RUNS runs, default 3), with the
-# exact command; paste into docs/benchmarks.md.
+# Private-inference benchmark: stories260K, 64 greedy tokens from "Once upon a time".
+# 1. Parties as threads over the in-memory transport (the MPC's own cost), for each (n, t)
+#    given (default: 3,1 and 5,2): one markdown table row per configuration (median of RUNS
+#    runs, default 3), with the exact command.
+# 2. Then over libp2p: separate `sotto run` processes on 127.0.0.1 with the loopback, lan and
+#    wifi link profiles, against each link's floor (scripts/bench-net.sh; LINKS to choose,
+#    NET=0 to skip).
+# Paste the tables into docs/benchmarks.md.
 #
-#   scripts/bench.sh                 # (3,1) and (5,2)
+#   scripts/bench.sh                 # (3,1) and (5,2) in memory, (3,1) over loopback/lan/wifi
 #   RUNS=5 scripts/bench.sh 3,1 4,1  # chosen configurations
+#   NET=0 scripts/bench.sh           # in-memory table only
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -24,10 +29,10 @@ echo "| (n,t) | private tok/s | plaintext tok/s | overhead | online rounds/token
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for cfg in "${configs[@]}"; do
   n=${cfg%,*}; t=${cfg#*,}
-  cmd="sotto demo --parties $n --threshold $t --steps $steps --verify"
+  cmd="sotto demo --in-memory --parties $n --threshold $t --steps $steps --verify"
   tps=(); ptps=()
   for _ in $(seq "$runs"); do
-    out=$("$bin" demo --parties "$n" --threshold "$t" --steps "$steps" --verify 2>&1 >/dev/null)
+    out=$("$bin" demo --in-memory --parties "$n" --threshold "$t" --steps "$steps" --verify 2>&1 >/dev/null)
     tps+=("$(sed -n 's/.*tokens\/s *\([0-9.]*\) private.*/\1/p' <<<"$out")")
     ptps+=("$(sed -n 's/.*, \([0-9.]*\) plaintext f32.*/\1/p' <<<"$out")")
   done
@@ -42,3 +47,9 @@ for cfg in "${configs[@]}"; do
   over=$(awk -v a="$pp" -v b="$tp" 'BEGIN { if (b > 0) printf "%.0fx", a / b; else print "-" }')
   echo "| ($n,$t) | $tp | $pp | $over | $onr | $ofr | $onb | $ofb | $same | $err | \`$cmd\` |"
 done
+
+if [ "${NET:-1}" != 0 ]; then
+  echo
+  read -r -a links <<<"${LINKS:-loopback lan wifi}"
+  SOTTO_BIN="$bin" STEPS="$steps" "$root/scripts/bench-net.sh" "${links[@]}"
+fi

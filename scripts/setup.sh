@@ -7,7 +7,8 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 need_pkgs=()
-for p in build-essential pkg-config curl ca-certificates; do
+# iproute2: the mDNS test runs its nodes in a network namespace it creates (`ip netns`).
+for p in build-essential pkg-config curl ca-certificates iproute2; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -4,14 +4,22 @@
 //!   stream the text to stdout.
 //! - `provision` and `demo` ([`private`]): split a model into per-party share files, and run a
 //!   private generation on a local mesh.
+//! - `run` ([`daemon`]), `ask` and `status` ([`ask`]): the node daemon and the client of a mesh
+//!   of devices over libp2p; [`session`] runs one private inference on a node, [`config`] reads
+//!   `node.toml`.
 //! - [`model_dir`]: where the model files are looked for.
 //!
 //! Errors are `anyhow` at this edge, with messages that say what to do; logs go to stderr via
 //! `tracing` (`RUST_LOG=info` for more).
 
+mod ask;
+mod config;
+mod daemon;
 mod generate;
+mod local_mesh;
 mod model_dir;
 mod private;
+mod session;
 
 use std::process::ExitCode;
 
@@ -35,6 +43,12 @@ enum Command {
     /// Run a private generation on a local mesh: provisions it if needed, streams the answer,
     /// then prints speed, rounds, traffic and whether the tokens match the plaintext engine.
     Demo(private::DemoArgs),
+    /// Run a node daemon: load this device's share file, join the mesh, serve private sessions.
+    Run(daemon::RunArgs),
+    /// Ask the mesh a private question: find the quorum, stream the answer.
+    Ask(ask::AskArgs),
+    /// Show the quorum the mesh currently forms: parties, (n, t), model hash, link RTTs.
+    Status(ask::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +66,11 @@ fn main() -> ExitCode {
         Command::Demo(args) => {
             model_dir::resolve(args.model.as_deref()).and_then(|dir| private::run_demo(args, &dir))
         }
+        Command::Run(args) => daemon::run_node(args),
+        Command::Ask(args) => {
+            model_dir::resolve(args.model.as_deref()).and_then(|dir| ask::run_ask(args, &dir))
+        }
+        Command::Status(args) => ask::run_status(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,7 @@
 //! `sotto provision` and `sotto demo`: secret-share a model into per-party share files, and run a
-//! private generation on a local mesh (parties as threads over the in-memory transport).
+//! private generation on a local mesh: by default every party is a real libp2p node on
+//! 127.0.0.1 ([`crate::local_mesh`]); `--in-memory` runs the parties as threads over the
+//! in-memory transport instead (same protocol code, no network).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use mesh::memory::mesh as memory_mesh;
+use mesh::net::LinkProfile;
 use mesh::{Client, Counters, Party, Threshold};
 use models::secure::{
     ClientToken, PartyModel, Selection, SessionParams, check_quorum, client_session, file_sha256,
@@ -63,6 +66,21 @@ pub(crate) struct DemoArgs {
     /// Also open every step's logits to the client and report max |logit_private - logit_f32|.
     #[arg(long)]
     pub(crate) verify: bool,
+    #[command(flatten)]
+    pub(crate) sampling: SamplingArgs,
+    /// Run the parties as threads over the in-memory transport instead of libp2p nodes on
+    /// loopback (isolates the MPC cost from the network's).
+    #[arg(long)]
+    pub(crate) in_memory: bool,
+    /// Link emulation between the libp2p nodes: loopback (none), lan or wifi (delay and
+    /// bandwidth added in the transport; see docs/benchmarks.md).
+    #[arg(long, default_value = "loopback", value_parser = parse_link)]
+    pub(crate) link: LinkProfile,
+}
+
+/// Where and how the next token is chosen; shared by `demo` and `ask`.
+#[derive(Debug, Args)]
+pub(crate) struct SamplingArgs {
     /// Send the logits' shares to the client, which samples (temperature/top-p) itself,
     /// instead of the argmax inside MPC.
     #[arg(long)]
@@ -76,6 +94,27 @@ pub(crate) struct DemoArgs {
     /// Sampling seed (with --sample-at-client).
     #[arg(long, default_value_t = 42)]
     pub(crate) seed: u64,
+}
+
+impl SamplingArgs {
+    /// Whether tokens are drawn at random (so they are not compared with greedy plaintext).
+    pub(crate) fn sampled(&self) -> bool {
+        self.sample_at_client && self.temperature > 0.0
+    }
+
+    /// The client's sampler: greedy unless sampling at the client with a temperature.
+    pub(crate) fn sampler(&self) -> Result<Sampler> {
+        Ok(if self.sampled() {
+            Sampler::new(self.temperature, self.top_p, self.seed)?
+        } else {
+            Sampler::greedy()
+        })
+    }
+}
+
+fn parse_link(s: &str) -> Result<LinkProfile, String> {
+    s.parse()
+        .map_err(|_| format!("unknown link profile `{s}`: use loopback, lan or wifi"))
 }
 
 fn share_path(dir: &Path, party: usize) -> PathBuf {
@@ -175,8 +214,9 @@ fn load_shares(dir: &Path, th: Threshold, sha: [u8; 32]) -> Result<Option<Vec<Sh
 /// What each party reports back.
 struct PartyReport {
     counters: Counters,
-    elapsed: Duration,
-    preprocessing: Duration,
+    /// Session time and the part of it spent preprocessing; only measured in memory (the
+    /// libp2p nodes report traffic, not timings).
+    timing: Option<(Duration, Duration)>,
 }
 
 pub(crate) fn run_demo(args: &DemoArgs, model_dir: &Path) -> Result<()> {
@@ -213,7 +253,7 @@ pub(crate) fn run_demo(args: &DemoArgs, model_dir: &Path) -> Result<()> {
     let params = SessionParams {
         prompt_len: prompt.len(),
         steps: args.steps,
-        selection: if args.sample_at_client {
+        selection: if args.sampling.sample_at_client {
             Selection::SampleAtClient
         } else {
             Selection::ArgmaxInMpc
@@ -221,20 +261,20 @@ pub(crate) fn run_demo(args: &DemoArgs, model_dir: &Path) -> Result<()> {
         reveal_logits: args.verify,
     };
     params.check(&c)?;
-    let mut sampler = if args.sample_at_client && args.temperature > 0.0 {
-        Sampler::new(args.temperature, args.top_p, args.seed)?
-    } else {
-        Sampler::greedy()
-    };
+    let mut sampler = args.sampling.sampler()?;
 
     eprintln!(
-        "private generation on a local ({}, {}) mesh: {} prompt tokens, {} steps",
+        "private generation on a local ({}, {}) mesh ({}): {} prompt tokens, {} steps",
         th.n(),
         th.t(),
+        if args.in_memory {
+            "in-memory transport".to_string()
+        } else {
+            format!("libp2p nodes on 127.0.0.1, link {}", args.link)
+        },
         prompt.len(),
         args.steps
     );
-    let (transports, link) = memory_mesh(th.n());
     let started = Instant::now();
     let mut stdout = std::io::stdout().lock();
     let mut text = Utf8Stream::new();
@@ -245,66 +285,62 @@ pub(crate) fn run_demo(args: &DemoArgs, model_dir: &Path) -> Result<()> {
     // The prompt as the client typed it, then each token as it arrives.
     write!(stdout, "{}", args.prompt)?;
     stdout.flush()?;
-    let (client_result, reports) = std::thread::scope(|s| {
-        let handles: Vec<_> = transports
-            .into_iter()
-            .enumerate()
-            .map(|(i, tr)| {
-                let model = Arc::clone(&parties[i]);
-                s.spawn(move || -> Result<PartyReport> {
-                    let mut p = Party::with_os_rng(th, i, tr)?;
-                    let t0 = Instant::now();
-                    party_session(&mut p, &model, params)?;
-                    Ok(PartyReport {
-                        counters: p.counters(),
-                        elapsed: t0.elapsed(),
-                        preprocessing: p.preprocessing_time(),
-                    })
+    let on_token = |tok: &ClientToken| {
+        if let Some(l) = &tok.logits {
+            seen_logits.push(l.clone());
+        }
+        if stopped || tok.id == BOS {
+            stopped = true;
+            return;
+        }
+        if let Ok(bytes) = model.tokenizer.decode_piece(prev, tok.id) {
+            buf.clear();
+            text.push(bytes, &mut buf);
+            let _ = write!(stdout, "{buf}");
+            let _ = stdout.flush();
+        }
+        prev = tok.id;
+    };
+    let outcome = if args.in_memory {
+        run_in_memory(
+            &parties,
+            th,
+            &prompt,
+            c.vocab_size,
+            params,
+            &mut sampler,
+            on_token,
+        )
+        .map(|(ids, reports)| (ids, reports, None))
+    } else {
+        crate::local_mesh::run_over_libp2p(
+            &parties,
+            th,
+            &prompt,
+            params,
+            &mut sampler,
+            args.link,
+            on_token,
+        )
+        .map(|run| {
+            let reports = run
+                .counters
+                .into_iter()
+                .map(|counters| PartyReport {
+                    counters,
+                    timing: None,
                 })
-            })
-            .collect();
-        let client_result = (|| -> Result<Vec<u32>> {
-            let mut client = Client::with_os_rng(th, link)?;
-            let ids = client_session(
-                &mut client,
-                &prompt,
-                c.vocab_size,
-                params,
-                &mut sampler,
-                |tok: &ClientToken| {
-                    if let Some(l) = &tok.logits {
-                        seen_logits.push(l.clone());
-                    }
-                    if stopped || tok.id == BOS {
-                        stopped = true;
-                        return;
-                    }
-                    if let Ok(bytes) = model.tokenizer.decode_piece(prev, tok.id) {
-                        buf.clear();
-                        text.push(bytes, &mut buf);
-                        let _ = write!(stdout, "{buf}");
-                        let _ = stdout.flush();
-                    }
-                    prev = tok.id;
-                },
-            )?;
-            Ok(ids)
-        })();
-        let reports: Vec<Result<PartyReport>> = handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a party thread panicked")))
-            })
-            .collect();
-        (client_result, reports)
-    });
-    let wall = started.elapsed();
+                .collect();
+            // The session's own time, without starting the nodes and connecting them.
+            (run.ids, reports, Some(run.wall))
+        })
+    };
+    let total = started.elapsed();
     buf.clear();
     text.finish(&mut buf);
     writeln!(stdout, "{buf}")?;
-    let ids = client_result?;
-    let reports: Vec<PartyReport> = reports.into_iter().collect::<Result<_>>()?;
+    let (ids, reports, session_wall) = outcome?;
+    let wall = session_wall.unwrap_or(total);
 
     // The plaintext f32 engine on the same prompt: the compute floor and the fidelity check.
     let mut f32e = F32Engine::new(Arc::clone(&model.checkpoint));
@@ -349,21 +385,25 @@ pub(crate) fn run_demo(args: &DemoArgs, model_dir: &Path) -> Result<()> {
         online.bytes as f64 / steps / 1e6,
         offline.bytes as f64 / steps / 1e6
     );
-    let prep = reports
-        .iter()
-        .map(|r| r.preprocessing)
-        .max()
-        .unwrap_or_default();
-    let busy = reports.iter().map(|r| r.elapsed).max().unwrap_or_default();
-    eprintln!(
-        "  time                 {:.2} s preprocessing + {:.2} s online (slowest party; preprocessing runs on demand, in batches)",
-        prep.as_secs_f64(),
-        busy.saturating_sub(prep).as_secs_f64()
-    );
-    if args.sample_at_client && args.temperature > 0.0 {
+    let timings: Vec<(Duration, Duration)> = reports.iter().filter_map(|r| r.timing).collect();
+    if timings.len() == reports.len() {
+        let busy = timings.iter().map(|t| t.0).max().unwrap_or_default();
+        let prep = timings.iter().map(|t| t.1).max().unwrap_or_default();
+        eprintln!(
+            "  time                 {:.2} s preprocessing + {:.2} s online (slowest party; preprocessing runs on demand, in batches)",
+            prep.as_secs_f64(),
+            busy.saturating_sub(prep).as_secs_f64()
+        );
+    } else {
+        eprintln!(
+            "  network              libp2p on 127.0.0.1 (TCP + PSK + Noise + Yamux), link {}; --in-memory splits preprocessing from online time",
+            args.link
+        );
+    }
+    if args.sampling.sampled() {
         eprintln!(
             "  tokens vs plaintext  not compared (sampled at the client with temperature {})",
-            args.temperature
+            args.sampling.temperature
         );
     } else {
         let same = ids
@@ -389,4 +429,57 @@ pub(crate) fn run_demo(args: &DemoArgs, model_dir: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The parties as threads over the in-memory transport, the client on this thread.
+fn run_in_memory(
+    parties: &[Arc<PartyModel>],
+    th: Threshold,
+    prompt: &[u32],
+    vocab_size: usize,
+    params: SessionParams,
+    sampler: &mut Sampler,
+    on_token: impl FnMut(&ClientToken),
+) -> Result<(Vec<u32>, Vec<PartyReport>)> {
+    let (transports, link) = memory_mesh(th.n());
+    let (client_result, reports) = std::thread::scope(|s| {
+        let handles: Vec<_> = transports
+            .into_iter()
+            .enumerate()
+            .map(|(i, tr)| {
+                let model = Arc::clone(&parties[i]);
+                s.spawn(move || -> Result<PartyReport> {
+                    let mut p = Party::with_os_rng(th, i, tr)?;
+                    let t0 = Instant::now();
+                    party_session(&mut p, &model, params)?;
+                    Ok(PartyReport {
+                        counters: p.counters(),
+                        timing: Some((t0.elapsed(), p.preprocessing_time())),
+                    })
+                })
+            })
+            .collect();
+        let client_result = (|| -> Result<Vec<u32>> {
+            let mut client = Client::with_os_rng(th, link)?;
+            Ok(client_session(
+                &mut client,
+                prompt,
+                vocab_size,
+                params,
+                sampler,
+                on_token,
+            )?)
+        })();
+        let reports: Vec<Result<PartyReport>> = handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a party thread panicked")))
+            })
+            .collect();
+        (client_result, reports)
+    });
+    let ids = client_result?;
+    let reports = reports.into_iter().collect::<Result<_>>()?;
+    Ok((ids, reports))
 }

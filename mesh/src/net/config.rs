@@ -52,6 +52,10 @@ pub struct NetConfig {
     pub max_buffered_bytes: usize,
     /// Link emulation applied to every outgoing MPC frame.
     pub link: LinkProfile,
+    /// Observer only: `summary` is a placeholder; the node will adopt the quorum's summary
+    /// ([`super::NetHandle::adopt_summary`]) once it has seen the announcements, so other
+    /// summaries are expected until then and logged quietly.
+    pub learn_summary: bool,
 }
 
 impl NetConfig {
@@ -79,6 +83,7 @@ impl NetConfig {
             max_buffered_frames: 4096,
             max_buffered_bytes: 256 * 1024 * 1024,
             link: LinkProfile::Loopback,
+            learn_summary: false,
         }
     }
 
@@ -134,6 +139,7 @@ impl fmt::Debug for NetConfig {
             .field("max_buffered_frames", &self.max_buffered_frames)
             .field("max_buffered_bytes", &self.max_buffered_bytes)
             .field("link", &self.link)
+            .field("learn_summary", &self.learn_summary)
             .finish()
     }
 }

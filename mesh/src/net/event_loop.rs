@@ -10,6 +10,8 @@
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -222,7 +224,9 @@ pub(crate) struct LoopSettings {
     pub(crate) max_buffered_frames: usize,
     pub(crate) max_buffered_bytes: usize,
     pub(crate) control_tx: mpsc::Sender<ControlRequest>,
+    pub(crate) control_taken: Arc<AtomicBool>,
     pub(crate) self_commands: mpsc::Sender<Command>,
+    pub(crate) learning: bool,
 }
 
 /// The task that owns the swarm; run it with `tokio::spawn(event_loop.run())`.
@@ -252,11 +256,15 @@ pub struct EventLoop {
     /// Last measured ping round trip per connected peer.
     rtts: HashMap<PeerId, Duration>,
     control_tx: mpsc::Sender<ControlRequest>,
+    /// Whether anyone took the control requests (until then they are refused at once).
+    control_taken: Arc<AtomicBool>,
     /// Handed to every [`ControlRequest`] so its answer comes back here.
     self_commands: mpsc::Sender<Command>,
     next_control_id: u64,
     pending_control: HashMap<u64, (PeerId, ResponseChannel<Vec<u8>>)>,
     control_replies: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetError>>>,
+    /// An observer that will adopt the summary most parties announce.
+    learning: bool,
 }
 
 impl fmt::Debug for EventLoop {
@@ -305,10 +313,12 @@ impl EventLoop {
             announced: HashMap::new(),
             rtts: HashMap::new(),
             control_tx: settings.control_tx,
+            control_taken: settings.control_taken,
             self_commands: settings.self_commands,
             next_control_id: 0,
             pending_control: HashMap::new(),
             control_replies: HashMap::new(),
+            learning: settings.learning,
         };
         for addr in settings.static_peers {
             event_loop.add_static_peer(addr)?;
@@ -633,6 +643,7 @@ impl EventLoop {
         }
         let was_formed = self.quorum.is_formed();
         self.quorum = Quorum::new(summary, None).map_err(ConfigError::from)?;
+        self.learning = false;
         let mut known: Vec<(PeerId, Announcement)> =
             self.announced.iter().map(|(p, a)| (*p, *a)).collect();
         known.sort_by_key(|(p, a)| (a.party, *p));
@@ -655,6 +666,11 @@ impl EventLoop {
         body: Vec<u8>,
         channel: ResponseChannel<Vec<u8>>,
     ) {
+        if !self.control_taken.load(Ordering::SeqCst) {
+            // Dropping the channel fails the request at the peer at once.
+            debug!(%peer, "control request refused: this node does not serve control messages");
+            return;
+        }
         let id = self.next_control_id;
         self.next_control_id += 1;
         let request = ControlRequest {
@@ -697,6 +713,11 @@ impl EventLoop {
                 }
             }
             Ok(false) => {}
+            // An observer that has not adopted the quorum's summary yet expects these.
+            Err(conflict @ QuorumConflict::OtherProvisioning { .. }) if self.learning => {
+                debug!(%conflict, "announcement not counted (summary not adopted yet)");
+                self.emit(NetEvent::Conflict(conflict));
+            }
             Err(conflict) => {
                 warn!(%conflict, "announcement not accepted");
                 self.emit(NetEvent::Conflict(conflict));

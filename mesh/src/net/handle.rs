@@ -1,6 +1,7 @@
 //! The cloneable async handle to the event loop ([`NetHandle`]), and [`new`], which builds both.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,6 +53,7 @@ pub fn new(config: NetConfig, keypair: Keypair) -> Result<(NetHandle, EventLoop)
     let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (events, _) = broadcast::channel(EVENT_QUEUE);
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let control_taken = Arc::new(AtomicBool::new(false));
     let settings = LoopSettings {
         static_peers: config.static_peers.clone(),
         allowed: config.allowed_peers.iter().copied().collect::<HashSet<_>>(),
@@ -60,7 +62,9 @@ pub fn new(config: NetConfig, keypair: Keypair) -> Result<(NetHandle, EventLoop)
         max_buffered_frames: config.max_buffered_frames,
         max_buffered_bytes: config.max_buffered_bytes,
         control_tx,
+        control_taken: Arc::clone(&control_taken),
         self_commands: commands.clone(),
+        learning: config.learn_summary && config.party.is_none(),
     };
     let event_loop = EventLoop::new(swarm, command_rx, events.clone(), quorum, settings)?;
     let handle = NetHandle {
@@ -71,6 +75,7 @@ pub fn new(config: NetConfig, keypair: Keypair) -> Result<(NetHandle, EventLoop)
         n: config.summary.n,
         max_frame_bytes: config.max_frame_bytes,
         control_requests: Arc::new(Mutex::new(Some(control_rx))),
+        control_taken,
     };
     Ok((handle, event_loop))
 }
@@ -86,6 +91,7 @@ pub struct NetHandle {
     pub(crate) n: u8,
     pub(crate) max_frame_bytes: usize,
     control_requests: Arc<Mutex<Option<mpsc::Receiver<ControlRequest>>>>,
+    control_taken: Arc<AtomicBool>,
 }
 
 impl NetHandle {
@@ -256,10 +262,15 @@ impl NetHandle {
     /// The incoming control requests (`/sotto/control/1`), for the one task that answers them;
     /// `None` after the first call. Until it is taken, incoming control requests fail at once.
     pub fn take_control_requests(&self) -> Option<mpsc::Receiver<ControlRequest>> {
-        self.control_requests
+        let taken = self
+            .control_requests
             .lock()
             .ok()
-            .and_then(|mut slot| slot.take())
+            .and_then(|mut slot| slot.take());
+        if taken.is_some() {
+            self.control_taken.store(true, Ordering::SeqCst);
+        }
+        taken
     }
 
     /// Sends a control message to a connected peer and waits for its answer (bounded by the
