@@ -48,6 +48,16 @@ impl Profile {
             })
     }
 
+    /// A profile named on a command line or in a config: a path to a profile file when `spec`
+    /// ends in `.toml` or contains a `/`, else the built-in profile of that name.
+    pub fn find(spec: &str) -> Result<Self, ProfileError> {
+        if spec.ends_with(".toml") || spec.contains('/') {
+            Self::load(spec)
+        } else {
+            Self::builtin(spec)
+        }
+    }
+
     /// Every built-in profile, in a fixed order (the real boards first).
     pub fn all_builtin() -> &'static [Profile] {
         &PROFILES

@@ -431,3 +431,22 @@ fn check_fits_suggests_only_a_smaller_model_when_nothing_is_big_enough() {
     assert!(msg.contains("use a smaller model"), "{msg}");
     assert!(msg.contains("needs 40.00 GiB"), "{msg}");
 }
+
+#[test]
+fn find_takes_a_builtin_name_or_a_profile_file() {
+    assert_eq!(Profile::find("rpi4").unwrap().name(), "rpi4");
+    let path = testdata("custom-wifi.toml");
+    assert_eq!(
+        Profile::find(path.to_str().unwrap()).unwrap().name(),
+        "rpi5-wifi"
+    );
+    assert!(matches!(
+        Profile::find("rpi9"),
+        Err(ProfileError::UnknownProfile { .. })
+    ));
+    // A path-like spec is never mistaken for a name, so a missing file says so.
+    assert!(matches!(
+        Profile::find("boards/missing.toml"),
+        Err(ProfileError::Io { .. })
+    ));
+}

@@ -261,12 +261,13 @@ impl NodeConfig {
             static_peers.push(addr);
         }
 
-        let profile = if raw.profile.ends_with(".toml") || raw.profile.contains('/') {
-            Profile::load(resolve(Path::new(&raw.profile)))
+        // A profile file is relative to node.toml, like the other paths.
+        let spec = if raw.profile.ends_with(".toml") || raw.profile.contains('/') {
+            resolve(Path::new(&raw.profile)).display().to_string()
         } else {
-            Profile::builtin(&raw.profile)
-        }
-        .map_err(|e| {
+            raw.profile.clone()
+        };
+        let profile = Profile::find(&spec).map_err(|e| {
             invalid(
                 "profile".into(),
                 &raw.profile,
@@ -278,12 +279,19 @@ impl NodeConfig {
             )
         })?;
 
-        let link: LinkProfile = raw.link.parse().map_err(|_| {
+        // "profile": emulate the link of the device class's network (ethernet -> lan, wifi ->
+        // wifi), e.g. to rehearse a wifi deployment on a wired test bench.
+        let link_name = if raw.link == "profile" {
+            profile.network().link_profile()
+        } else {
+            raw.link.as_str()
+        };
+        let link: LinkProfile = link_name.parse().map_err(|_| {
             invalid(
                 "link".into(),
                 &raw.link,
                 "unknown link profile".into(),
-                "use \"loopback\" (no emulation), \"lan\" or \"wifi\"",
+                "use \"loopback\" (no emulation), \"lan\", \"wifi\" or \"profile\" (the device profile's network class)",
             )
         })?;
 

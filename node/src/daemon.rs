@@ -34,7 +34,8 @@ pub(crate) struct RunArgs {
     /// The node's config file (see docs/deployment.md).
     #[arg(long, default_value = "node.toml")]
     pub(crate) config: PathBuf,
-    /// Use this device profile instead of the config's `profile` (e.g. rpi4).
+    /// Use this device profile instead of the config's `profile`: a built-in name (e.g. rpi4,
+    /// see `sotto profiles`) or a path to a profile .toml.
     #[arg(long)]
     pub(crate) profile: Option<String>,
     /// Print the peer ID of the identity file (creating it, 0600, if missing) and exit: what
@@ -95,10 +96,27 @@ pub(crate) fn run_node(args: &RunArgs) -> Result<()> {
         return Ok(());
     }
     let mut config = NodeConfig::load(&args.config)?;
-    if let Some(name) = &args.profile {
-        config.profile = firmware_profiles::Profile::builtin(name)
-            .with_context(|| format!("--profile {name}"))?;
+    if let Some(spec) = &args.profile {
+        config.profile =
+            firmware_profiles::Profile::find(spec).with_context(|| format!("--profile {spec}"))?;
     }
+    // Before reading it: a share file that alone overflows the budget would only be refused
+    // after filling the device's memory (reading and arranging it holds it twice).
+    let file_len = std::fs::metadata(&config.share_file)
+        .with_context(|| {
+            format!(
+                "the share file named by `share_file` in {}",
+                config.path.display()
+            )
+        })?
+        .len();
+    config
+        .profile
+        .check_fits(
+            file_len.saturating_mul(2),
+            &format!("loading share file {}", config.share_file.display()),
+        )
+        .context("the node does not fit this device profile")?;
     let file = ShareFile::read(&config.share_file).with_context(|| {
         format!(
             "reading the share file named by `share_file` in {}",
@@ -159,13 +177,17 @@ pub(crate) fn run_node(args: &RunArgs) -> Result<()> {
         };
         let node = Node::new(handle.clone(), model, th, settings);
         eprintln!(
-            "sotto node: party {} of (n={}, t={}), {}, profile {} ({} worker threads), peer {}",
+            "sotto node: party {} of (n={}, t={}), {}, profile {} ({} worker threads, {} of {} MiB budget, {} network, link emulation {}), peer {}",
             h.party,
             h.n,
             h.t,
             summary,
             config.profile.name(),
             workers,
+            need.div_ceil(1 << 20),
+            config.profile.memory_budget_mib(),
+            config.profile.network(),
+            config.link,
             node.net().local_peer_id()
         );
         serve(Arc::clone(&node), events)?;

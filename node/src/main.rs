@@ -7,6 +7,7 @@
 //! - `run` ([`daemon`]), `ask` and `status` ([`ask`]): the node daemon and the client of a mesh
 //!   of devices over libp2p; [`session`] runs one private inference on a node, [`config`] reads
 //!   `node.toml`.
+//! - `profiles` ([`profiles`]): the device classes a node can run as.
 //! - [`model_dir`]: where the model files are looked for.
 //!
 //! Errors are `anyhow` at this edge, with messages that say what to do; logs go to stderr via
@@ -19,6 +20,7 @@ mod generate;
 mod local_mesh;
 mod model_dir;
 mod private;
+mod profiles;
 mod session;
 
 use std::process::ExitCode;
@@ -49,6 +51,8 @@ enum Command {
     Ask(ask::AskArgs),
     /// Show the quorum the mesh currently forms: parties, (n, t), model hash, link RTTs.
     Status(ask::StatusArgs),
+    /// List the device profiles (firmware profiles), or show and check one.
+    Profiles(profiles::ProfilesArgs),
 }
 
 fn main() -> ExitCode {
@@ -71,9 +75,17 @@ fn main() -> ExitCode {
             model_dir::resolve(args.model.as_deref()).and_then(|dir| ask::run_ask(args, &dir))
         }
         Command::Status(args) => ask::run_status(args),
+        Command::Profiles(args) => profiles::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Output piped into `head` and the like: the reader has what it wanted.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("sotto: error: {e:#}");
             ExitCode::FAILURE
