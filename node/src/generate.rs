@@ -54,6 +54,10 @@ pub(crate) struct GenerateArgs {
     /// Which plaintext engine runs the model
     #[arg(long, value_enum, default_value_t = EngineArg::F32)]
     engine: EngineArg,
+    /// Also print the sampled token ids (not the prompt's) on stderr as `token ids: ...`, the
+    /// format of `sotto ask --print-ids`, so a private run can be compared id by id
+    #[arg(long)]
+    print_ids: bool,
 }
 
 fn parse_steps(s: &str) -> Result<usize, String> {
@@ -119,8 +123,12 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
     let mut stream = Utf8Stream::new();
     let mut text = String::new();
     let start = Instant::now();
+    let mut sampled_ids: Vec<u32> = Vec::new();
     let result =
         generate::<anyhow::Error, _>(engine.as_mut(), &mut sampler, &prompt, steps, |ev| {
+            if !ev.from_prompt {
+                sampled_ids.push(ev.token);
+            }
             text.clear();
             stream.push(model.tokenizer.decode_piece(ev.prev, ev.token)?, &mut text);
             if !text.is_empty() {
@@ -142,6 +150,10 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
         r => r.context("writing to stdout")?,
+    }
+    if args.print_ids {
+        let ids: Vec<String> = sampled_ids.iter().map(u32::to_string).collect();
+        eprintln!("token ids: {}", ids.join(" "));
     }
     eprintln!(
         "sotto: {} positions ({} from the prompt, {} sampled{}) in {:.3} s: {:.1} tok/s ({} engine)",

@@ -69,6 +69,7 @@ fn generate_matches_provenance_with_both_engines() {
             "20",
             "--engine",
             engine,
+            "--print-ids",
         ])
         .arg("--model")
         .arg(&dir)
@@ -86,6 +87,10 @@ fn generate_matches_provenance_with_both_engines() {
             stderr.contains("tok/s") && stderr.contains(engine),
             "{engine}: {stderr}"
         );
+        // --print-ids: the sampled ids only, in `sotto ask --print-ids`'s format.
+        let ids: Vec<String> = CONTINUATION_IDS.iter().map(u32::to_string).collect();
+        let want = format!("token ids: {}\n", ids.join(" "));
+        assert!(stderr.contains(&want), "{engine}: {stderr}");
     }
 }
 
