@@ -125,6 +125,24 @@ fn demo_streams_a_private_generation_identical_to_plaintext() {
     assert!(err.contains("tokens vs plaintext  match (12/12"), "{err}");
     assert!(err.contains("rounds/token"), "{err}");
     assert!(err.contains("max |logit_private - logit_f32|"), "{err}");
+    assert!(err.contains("libp2p on 127.0.0.1"), "{err}");
+
+    // The same mesh as threads over the in-memory transport: same tokens, and the
+    // preprocessing/online split that only the in-memory run measures.
+    let r = sotto(&[
+        "demo",
+        "--in-memory",
+        "--steps",
+        "12",
+        "--shares",
+        shares.to_str().expect("utf-8"),
+    ]);
+    let (out_mem, err) = (text(&r.stdout), text(&r.stderr));
+    assert!(r.status.success(), "{err}");
+    assert_eq!(out_mem, out);
+    assert!(err.contains("in-memory transport"), "{err}");
+    assert!(err.contains("tokens vs plaintext  match (12/12"), "{err}");
+    assert!(err.contains("s preprocessing +"), "{err}");
 
     // A damaged share file is refused with a message naming it.
     let p1 = shares.join("party-1.share");
