@@ -242,9 +242,9 @@ impl fmt::Debug for Checkpoint {
 impl Checkpoint {
     /// Read and validate a checkpoint file.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let io = |source: std::io::Error| LoadError::Io {
+        let io = |error: std::io::Error| LoadError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let mut file = std::fs::File::open(path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {

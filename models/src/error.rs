@@ -16,13 +16,13 @@ pub enum LoadError {
         path: PathBuf,
     },
     /// The operating system refused to open or read the file.
-    #[error("{}: cannot read: {source}", .path.display())]
+    // The OS error is in the message, not a `#[source]`: a chain printer would say it twice.
+    #[error("{}: cannot read: {error}", .path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// What the operating system said.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file ends before `what` is complete.
     #[error("{}: truncated: the {what} needs {needed} bytes but the file has {actual}", .path.display())]

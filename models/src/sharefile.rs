@@ -121,12 +121,13 @@ impl Drop for ShareFile {
 #[non_exhaustive]
 pub enum ShareFileError {
     /// The file could not be opened, read or written.
-    #[error("{path}: {source}")]
+    // The OS error is in the message, not a `#[source]`: a chain printer would say it twice.
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Not a Sotto share file at all.
     #[error("{path}: not a Sotto share file (bad magic bytes)")]
@@ -306,9 +307,9 @@ impl ShareFile {
 
     /// Read and validate a share file.
     pub fn read(path: &Path) -> Result<Self, ShareFileError> {
-        let io = |source| ShareFileError::Io {
+        let io = |error| ShareFileError::Io {
             path: path.to_owned(),
-            source,
+            error,
         };
         let mut file = File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
@@ -331,9 +332,9 @@ impl ShareFile {
     /// Write atomically: temporary file in the same folder, fsync, rename, fsync the folder.
     /// Refuses to replace an existing file unless `force`.
     pub fn write(&self, path: &Path, force: bool) -> Result<(), ShareFileError> {
-        let io = |source| ShareFileError::Io {
+        let io = |error| ShareFileError::Io {
             path: path.to_owned(),
-            source,
+            error,
         };
         if path.exists() && !force {
             return Err(ShareFileError::Exists {

@@ -51,7 +51,7 @@ impl Tokenizer {
             },
             _ => LoadError::Io {
                 path: path.to_path_buf(),
-                source: e,
+                error: e,
             },
         })?;
         if meta.len() > MAX_TOKENIZER_BYTES {
@@ -61,9 +61,9 @@ impl Tokenizer {
                 limit: MAX_TOKENIZER_BYTES,
             });
         }
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+        let bytes = std::fs::read(path).map_err(|error| LoadError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         Self::from_bytes(&bytes, vocab_size, path)
     }

@@ -96,11 +96,11 @@ pub(crate) struct NodeConfig {
 #[non_exhaustive]
 pub(crate) enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: {source}; pass the node's config with `sotto run --config <file>`")]
+    // The I/O error is in the message, not a `#[source]`: a chain printer would say it twice.
+    #[error("{path}: {error}; pass the node's config with `sotto run --config <file>`")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The TOML does not parse or does not match the schema.
     #[error("{path}: {message}{hint}")]
@@ -143,9 +143,9 @@ fn hint_for(message: &str) -> Hint {
 impl NodeConfig {
     /// Reads and validates `path`.
     pub(crate) fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(&text, path)
     }

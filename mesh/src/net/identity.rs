@@ -20,13 +20,13 @@ use zeroize::Zeroizing;
 #[non_exhaustive]
 pub enum IdentityError {
     /// Reading or writing failed.
-    #[error("{path}: {source}")]
+    // The I/O error is in the message, not a `#[source]`: a chain printer would say it twice.
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The failure.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file may be read or written by group or others.
     #[error(
@@ -57,9 +57,9 @@ pub enum IdentityError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
-    move |source| IdentityError::Io {
+    move |error| IdentityError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -150,8 +150,8 @@ pub fn load_or_generate_identity(path: &Path) -> Result<Keypair, IdentityError> 
             Ok(keypair)
         }
         // Another process created it first: use theirs, so both agree on one identity.
-        Err(IdentityError::Io { source, .. })
-            if source.kind() == std::io::ErrorKind::AlreadyExists =>
+        Err(IdentityError::Io { error, .. })
+            if error.kind() == std::io::ErrorKind::AlreadyExists =>
         {
             load_identity(path)
         }
