@@ -1,6 +1,6 @@
 //! The libp2p stack of a mesh node: TCP, the pre-shared-key layer, Noise, Yamux, and the
-//! combined behaviour (allow-list, identify, ping, optional mDNS, announcements, MPC frames,
-//! control messages).
+//! combined behaviour (allow-list, identify, ping, optional mDNS, announcements, MPC frame
+//! streams, control messages).
 //!
 //! The PSK layer wraps raw TCP *before* Noise, so a device without the mesh key cannot even
 //! complete a Noise handshake, and the allow-list is the first behaviour, so a connection from
@@ -18,9 +18,7 @@ use libp2p::{
 
 use super::config::NetConfig;
 use super::error::NetError;
-use super::frame::{
-    ANNOUNCE_PROTOCOL, AnnounceCodec, CONTROL_PROTOCOL, ControlCodec, MPC_PROTOCOL, MpcCodec,
-};
+use super::frame::{ANNOUNCE_PROTOCOL, AnnounceCodec, CONTROL_PROTOCOL, ControlCodec};
 
 /// Identify's protocol version: peers of another family are visible in logs at once.
 const IDENTIFY_PROTOCOL: &str = "/sotto/id/1";
@@ -33,7 +31,8 @@ pub(crate) struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) announce: request_response::Behaviour<AnnounceCodec>,
-    pub(crate) mpc: request_response::Behaviour<MpcCodec>,
+    /// MPC frames: long-lived streams, see `super::streams`.
+    pub(crate) mpc: libp2p_stream::Behaviour,
     pub(crate) control: request_response::Behaviour<ControlCodec>,
 }
 
@@ -64,15 +63,10 @@ pub(crate) fn build_swarm(
     for peer in &config.allowed_peers {
         allow.allow_peer(*peer);
     }
-    let mpc_config = request_response::Config::default()
-        .with_request_timeout(config.request_timeout)
-        // One frame per peer per round, but several sessions may overlap.
-        .with_max_concurrent_streams(256);
     let announce_config =
         request_response::Config::default().with_request_timeout(config.request_timeout);
     let control_config =
         request_response::Config::default().with_request_timeout(config.request_timeout);
-    let max_frame_bytes = config.max_frame_bytes;
     let idle = config.idle_connection_timeout;
 
     let swarm = SwarmBuilder::with_existing_identity(keypair)
@@ -98,11 +92,7 @@ pub(crate) fn build_swarm(
                 [(ANNOUNCE_PROTOCOL, ProtocolSupport::Full)],
                 announce_config,
             ),
-            mpc: request_response::Behaviour::with_codec(
-                MpcCodec { max_frame_bytes },
-                [(MPC_PROTOCOL, ProtocolSupport::Full)],
-                mpc_config,
-            ),
+            mpc: libp2p_stream::Behaviour::new(),
             control: request_response::Behaviour::with_codec(
                 ControlCodec,
                 [(CONTROL_PROTOCOL, ProtocolSupport::Full)],

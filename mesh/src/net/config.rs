@@ -35,12 +35,14 @@ pub struct NetConfig {
     pub summary: ShareSummary,
     /// This node's party index, or `None` for an observer (a client).
     pub party: Option<u8>,
-    /// A connection with no open stream for this long is closed.
+    /// A connection with no open stream for this long is closed (an MPC stream, once opened,
+    /// stays open while both nodes run).
     pub idle_connection_timeout: Duration,
     /// Limit on connection setup (TCP + PSK + Noise + Yamux), so a silent or garbage-speaking
     /// socket is dropped.
     pub handshake_timeout: Duration,
-    /// Limit on one request-response exchange (one frame and its ack).
+    /// Limit on one announcement or control request-response exchange (MPC frames travel on
+    /// long-lived streams and have no per-frame exchange).
     pub request_timeout: Duration,
     /// How often disconnected static peers are dialed again.
     pub redial_interval: Duration,

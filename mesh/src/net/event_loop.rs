@@ -27,10 +27,13 @@ use tracing::{debug, info, trace, warn};
 use super::behaviour::{Behaviour, BehaviourEvent};
 use super::config::{ConfigError, static_peer_id};
 use super::error::NetError;
-use super::frame::{Ack, CLIENT, LENGTH_PREFIX_BYTES, MpcFrame, Rejection, SessionId};
+use super::frame::{
+    Ack, CLIENT, LENGTH_PREFIX_BYTES, MPC_PROTOCOL, MpcFrame, Rejection, SessionId,
+};
 use super::link::LinkProfile;
 use super::quorum::{Announcement, Quorum, QuorumConflict, QuorumView, ShareSummary};
 use super::shaper::PeerLink;
+use super::streams::{INBOUND_QUEUE, PeerWriter, StreamEvent, spawn_acceptor};
 
 /// Something that happened on the mesh, for whoever subscribed ([`super::NetHandle::subscribe`]).
 #[derive(Clone, Debug)]
@@ -227,6 +230,7 @@ pub(crate) struct LoopSettings {
     pub(crate) control_taken: Arc<AtomicBool>,
     pub(crate) self_commands: mpsc::Sender<Command>,
     pub(crate) learning: bool,
+    pub(crate) max_frame_bytes: usize,
 }
 
 /// The task that owns the swarm; run it with `tokio::spawn(event_loop.run())`.
@@ -265,6 +269,15 @@ pub struct EventLoop {
     control_replies: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetError>>>,
     /// An observer that will adopt the summary most parties announce.
     learning: bool,
+    /// Opens MPC streams (`super::streams`).
+    stream_control: libp2p_stream::Control,
+    /// MPC streams peers opened to this node, until `run` hands them to the acceptor task.
+    incoming: Option<libp2p_stream::IncomingStreams>,
+    /// The sending side of the MPC stream to each peer frames were sent to.
+    writers: HashMap<PeerId, PeerWriter>,
+    stream_events_tx: mpsc::Sender<StreamEvent>,
+    stream_events_rx: mpsc::Receiver<StreamEvent>,
+    max_frame_bytes: usize,
 }
 
 impl fmt::Debug for EventLoop {
@@ -288,6 +301,14 @@ impl EventLoop {
         settings: LoopSettings,
     ) -> Result<Self, NetError> {
         let (transmit_tx, transmit_rx) = mpsc::unbounded_channel();
+        let (stream_events_tx, stream_events_rx) = mpsc::channel(INBOUND_QUEUE);
+        let mut stream_control = swarm.behaviour().mpc.new_control();
+        let incoming = stream_control
+            .accept(MPC_PROTOCOL)
+            .map_err(|e| NetError::Setup {
+                what: "mpc streams",
+                source: e.into(),
+            })?;
         let mut event_loop = EventLoop {
             swarm,
             commands,
@@ -319,6 +340,12 @@ impl EventLoop {
             pending_control: HashMap::new(),
             control_replies: HashMap::new(),
             learning: settings.learning,
+            stream_control,
+            incoming: Some(incoming),
+            writers: HashMap::new(),
+            stream_events_tx,
+            stream_events_rx,
+            max_frame_bytes: settings.max_frame_bytes,
         };
         for addr in settings.static_peers {
             event_loop.add_static_peer(addr)?;
@@ -329,6 +356,14 @@ impl EventLoop {
     /// Runs until [`super::NetHandle::shutdown`] or until every client handle is dropped. Pending
     /// receives then fail with [`NetError::Shutdown`].
     pub async fn run(mut self) {
+        let acceptor = self.incoming.take().map(|incoming| {
+            spawn_acceptor(
+                incoming,
+                self.allowed.clone(),
+                self.max_frame_bytes,
+                self.stream_events_tx.clone(),
+            )
+        });
         let mut redial = tokio::time::interval(self.redial_interval);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -343,12 +378,14 @@ impl EventLoop {
                     Some(Command::Shutdown) | None => break,
                     Some(command) => self.on_command(command),
                 },
-                Some((peer, frame)) = self.transmit_rx.recv() => {
-                    self.swarm.behaviour_mut().mpc.send_request(&peer, frame);
-                }
+                Some((peer, frame)) = self.transmit_rx.recv() => self.transmit(peer, frame),
+                Some(event) = self.stream_events_rx.recv() => self.on_stream_event(event),
                 _ = redial.tick() => self.redial(),
                 () = sleep, if next_deadline.is_some() => self.expire_waiters(),
             }
+        }
+        if let Some(acceptor) = acceptor {
+            acceptor.abort();
         }
         info!(peer = %self.swarm.local_peer_id(), "mesh event loop stopped");
     }
@@ -497,7 +534,7 @@ impl EventLoop {
             return;
         };
         if !self.link.is_shaped() {
-            self.swarm.behaviour_mut().mpc.send_request(&peer, frame);
+            self.transmit(peer, frame);
             return;
         }
         let bytes = match frame.encoded_len() {
@@ -515,7 +552,7 @@ impl EventLoop {
                 Err(e) => {
                     // Better an unshaped frame than a lost one.
                     warn!(%peer, error = %e, "could not start link emulation thread; sending unshaped");
-                    self.swarm.behaviour_mut().mpc.send_request(&peer, frame);
+                    self.transmit(peer, frame);
                     return;
                 }
             }
@@ -528,7 +565,62 @@ impl EventLoop {
         if let Some(frame) = rejected {
             warn!(%peer, "link emulation thread gone; sending unshaped");
             self.links.remove(&peer);
-            self.swarm.behaviour_mut().mpc.send_request(&peer, frame);
+            self.transmit(peer, frame);
+        }
+    }
+
+    /// Hands a frame to the peer's stream writer (after link emulation, if any).
+    fn transmit(&mut self, peer: PeerId, frame: MpcFrame) {
+        let frame = match self.writers.get(&peer) {
+            Some(writer) => match writer.send(frame) {
+                Ok(()) => return,
+                Err(frame) => frame,
+            },
+            None => frame,
+        };
+        let writer = PeerWriter::spawn(
+            peer,
+            self.stream_control.clone(),
+            self.max_frame_bytes,
+            self.stream_events_tx.clone(),
+        );
+        if writer.send(frame).is_err() {
+            warn!(%peer, "MPC stream writer gone at once");
+        }
+        self.writers.insert(peer, writer);
+    }
+
+    fn on_stream_event(&mut self, event: StreamEvent) {
+        match event {
+            StreamEvent::Frame {
+                peer,
+                frame,
+                notices,
+            } => {
+                if let Ack::Rejected(rejection) = self.accept_frame(peer, frame) {
+                    // The reader is gone when the stream is: nobody left to tell.
+                    let _ = notices.send(rejection);
+                }
+            }
+            StreamEvent::InboundRejected { peer, reason } => {
+                self.emit(NetEvent::InboundRejected { peer, reason });
+            }
+            StreamEvent::RejectedByPeer { peer, rejection } => {
+                warn!(%peer, reason = %rejection, "peer rejected our MPC frame");
+                self.emit(NetEvent::SendFailed {
+                    party: self.quorum.party_of(&peer),
+                    peer: Some(peer),
+                    reason: rejection.to_string(),
+                });
+            }
+            StreamEvent::SendFailed { peer, reason } => {
+                warn!(%peer, %reason, "MPC frame not delivered");
+                self.emit(NetEvent::SendFailed {
+                    party: self.quorum.party_of(&peer),
+                    peer: Some(peer),
+                    reason,
+                });
+            }
         }
     }
 
@@ -728,6 +820,7 @@ impl EventLoop {
     fn peer_gone(&mut self, peer: PeerId) {
         self.emit(NetEvent::PeerDisconnected(peer));
         self.links.remove(&peer);
+        self.writers.remove(&peer);
         self.announced.remove(&peer);
         self.rtts.remove(&peer);
         self.pending_control.retain(|_, (p, _)| *p != peer);
@@ -872,7 +965,6 @@ impl EventLoop {
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Announce(event) => self.on_announce_event(event),
-            BehaviourEvent::Mpc(event) => self.on_mpc_event(event),
             BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
                 for (peer, addr) in found {
                     if !self.allowed.contains(&peer) {
@@ -973,57 +1065,6 @@ impl EventLoop {
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
                 debug!(%peer, %error, "incoming control request failed");
-            }
-            request_response::Event::ResponseSent { .. } => {}
-        }
-    }
-
-    fn on_mpc_event(&mut self, event: request_response::Event<MpcFrame, Ack>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                Message::Request {
-                    request, channel, ..
-                } => {
-                    let ack = self.accept_frame(peer, request);
-                    if self
-                        .swarm
-                        .behaviour_mut()
-                        .mpc
-                        .send_response(channel, ack)
-                        .is_err()
-                    {
-                        debug!(%peer, "ack not sent: connection gone");
-                    }
-                }
-                Message::Response {
-                    response: Ack::Rejected(rejection),
-                    ..
-                } => {
-                    warn!(%peer, reason = %rejection, "peer rejected our MPC frame");
-                    self.emit(NetEvent::SendFailed {
-                        party: self.quorum.party_of(&peer),
-                        peer: Some(peer),
-                        reason: rejection.to_string(),
-                    });
-                }
-                Message::Response { .. } => {}
-            },
-            request_response::Event::OutboundFailure { peer, error, .. } => {
-                warn!(%peer, %error, "MPC frame not delivered");
-                self.emit(NetEvent::SendFailed {
-                    party: self.quorum.party_of(&peer),
-                    peer: Some(peer),
-                    reason: error.to_string(),
-                });
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                // A request that arrived but could not be answered (timeout, closed
-                // connection). Unreadable frames never get here: the codec logs those.
-                warn!(%peer, %error, "incoming MPC frame failed");
-                self.emit(NetEvent::InboundRejected {
-                    peer,
-                    reason: error.to_string(),
-                });
             }
             request_response::Event::ResponseSent { .. } => {}
         }

@@ -6,11 +6,15 @@
 //! about a length. Every body starts with a version byte ([`WIRE_VERSION`]), checked before
 //! anything else is decoded.
 //!
-//! - `/sotto/mpc/1`: request = [`MpcFrame`], body `[version][postcard FrameHeader][payload]`;
-//!   response = [`Ack`]. The payload is one protocol message of [`crate::transport`] (its own
+//! - `/sotto/mpc/2`: one long-lived stream per (sender, receiver) pair. The sender writes
+//!   [`MpcFrame`]s back to back, each `[length][version][postcard FrameHeader][payload]`, with
+//!   no per-frame answer. The payload is one protocol message of [`crate::transport`] (its own
 //!   version, round and count, then field elements as u128 little-endian), carried as raw
 //!   bytes after the postcard header rather than as a postcard byte sequence, so encoding a
-//!   64 MiB round is a copy, not a loop over serde calls.
+//!   64 MiB round is a copy, not a loop over serde calls. The receiver writes back only when
+//!   it drops a frame: a [`Rejection`], `[length][version][postcard]`. A frame over the
+//!   receiver's limit is refused on its length prefix and its body skipped without being
+//!   stored ([`read_stream_frame`]), so the stream stays in step.
 //! - `/sotto/announce/1`: request and response = `Option<`[`Announcement`]`>` (`None` from an
 //!   observer such as a client), body `[version][postcard]`.
 //! - `/sotto/control/1`: request and response = opaque bytes (at most
@@ -34,7 +38,7 @@ pub const WIRE_VERSION: u8 = 1;
 /// Sender index of the client: 0 is the Shamir point of the secret itself, never a party.
 pub const CLIENT: u8 = 0;
 /// Protocol name of MPC round traffic.
-pub const MPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/sotto/mpc/1");
+pub const MPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/sotto/mpc/2");
 /// Protocol name of the announcement exchange.
 pub const ANNOUNCE_PROTOCOL: StreamProtocol = StreamProtocol::new("/sotto/announce/1");
 /// Protocol name of the node's control messages (sessions, recovery, status).
@@ -43,7 +47,7 @@ pub const CONTROL_PROTOCOL: StreamProtocol = StreamProtocol::new("/sotto/control
 pub const MAX_CONTROL_MESSAGE_BYTES: usize = 64 * 1024;
 /// Default limit on one MPC frame body (64 MiB: 4 Mi field elements).
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
-/// Limit on announcements and acks: both are a few dozen bytes, so anything larger is hostile.
+/// Limit on announcements, acks and rejections: all are a few dozen bytes, so anything larger is hostile.
 pub const MAX_CONTROL_BYTES: usize = 1024;
 /// Bytes of the length prefix in front of every body.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
@@ -131,6 +135,27 @@ impl MpcFrame {
         Ok(body)
     }
 
+    /// The frame as it goes on an MPC stream: `[length: u32 LE][body]`, in one buffer so that
+    /// it leaves in one write. Refuses bodies above `max`.
+    pub fn encode_prefixed(&self, max: usize) -> Result<Vec<u8>, FrameError> {
+        let mut scratch = [0u8; MAX_HEADER_BYTES];
+        let header = postcard::to_slice(&self.header()?, &mut scratch)?;
+        let body_len = 1 + header.len() + self.payload.len();
+        let len = u32::try_from(body_len)
+            .ok()
+            .filter(|&l| l as usize <= max)
+            .ok_or(FrameError::TooLarge {
+                len: body_len as u64,
+                max,
+            })?;
+        let mut wire = Vec::with_capacity(LENGTH_PREFIX_BYTES + body_len);
+        wire.extend_from_slice(&len.to_le_bytes());
+        wire.push(WIRE_VERSION);
+        wire.extend_from_slice(header);
+        wire.extend_from_slice(&self.payload);
+        Ok(wire)
+    }
+
     /// Parses a frame body; any inconsistency is an error, never a panic.
     pub fn decode(body: &[u8]) -> Result<Self, FrameError> {
         let rest = check_version(body)?;
@@ -150,7 +175,7 @@ impl MpcFrame {
     }
 }
 
-/// The receiver's answer to an [`MpcFrame`].
+/// The receiver's verdict on an [`MpcFrame`]; only a rejection travels back to the sender.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Ack {
@@ -179,6 +204,14 @@ pub enum Rejection {
     /// A client sent a frame for a session another client started.
     #[error("the session belongs to another client")]
     ForeignSession,
+    /// The frame is longer than the receiver's `max_frame_bytes`; its body was skipped.
+    #[error(
+        "the frame exceeds the receiver's frame size limit (max_frame_bytes must be the same on every node)"
+    )]
+    TooLarge,
+    /// The frame's body did not decode (wrong version, bad header, inconsistent length).
+    #[error("the frame could not be decoded")]
+    Malformed,
 }
 
 /// A message that could not be encoded or decoded.
@@ -280,13 +313,26 @@ where
     let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
     io.read_exact(&mut prefix).await?;
     let len = u32::from_le_bytes(prefix);
-    let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
-    if len_usize > max {
+    check_length(len, max)?;
+    read_body(io, len).await
+}
+
+fn check_length(len: u32, max: usize) -> Result<(), FrameError> {
+    if usize::try_from(len).unwrap_or(usize::MAX) > max {
         return Err(FrameError::TooLarge {
             len: u64::from(len),
             max,
         });
     }
+    Ok(())
+}
+
+/// Reads a body of `len` bytes into a buffer that grows only as bytes arrive.
+async fn read_body<R>(io: &mut R, len: u32) -> Result<Vec<u8>, FrameError>
+where
+    R: AsyncRead + Unpin,
+{
+    let len_usize = usize::try_from(len).unwrap_or(usize::MAX);
     let mut body = Vec::with_capacity(len_usize.min(INITIAL_READ_CAPACITY));
     (&mut *io)
         .take(u64::from(len))
@@ -299,6 +345,52 @@ where
         });
     }
     Ok(body)
+}
+
+/// One read from an MPC stream ([`read_stream_frame`]).
+#[derive(Debug)]
+pub enum StreamItem {
+    /// A complete, well-formed frame.
+    Frame(MpcFrame),
+    /// A complete message that is not an acceptable frame (over the limit, whose body was
+    /// skipped without being stored, or undecodable). The stream is still in step.
+    Bad(FrameError),
+    /// The sender closed the stream cleanly, between two frames.
+    End,
+}
+
+/// Reads the next frame of an MPC stream. A length above `max` is refused before anything is
+/// allocated; the body is then read and discarded through a small fixed buffer, so the stream
+/// stays usable and memory stays bounded. `Err` means the stream itself failed or ended in
+/// the middle of a frame, and cannot be read further.
+pub async fn read_stream_frame<R>(io: &mut R, max: usize) -> Result<StreamItem, FrameError>
+where
+    R: AsyncRead + Unpin,
+{
+    let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
+    // A clean end is only possible before the first byte of a prefix.
+    let first = io.read(&mut prefix[..1]).await?;
+    if first == 0 {
+        return Ok(StreamItem::End);
+    }
+    io.read_exact(&mut prefix[1..]).await?;
+    let len = u32::from_le_bytes(prefix);
+    if let Err(e) = check_length(len, max) {
+        let skipped =
+            futures::io::copy((&mut *io).take(u64::from(len)), &mut futures::io::sink()).await?;
+        if skipped != u64::from(len) {
+            return Err(FrameError::Truncated {
+                expected: usize::try_from(len).unwrap_or(usize::MAX),
+                got: usize::try_from(skipped).unwrap_or(usize::MAX),
+            });
+        }
+        return Ok(StreamItem::Bad(e));
+    }
+    let body = read_body(io, len).await?;
+    Ok(match MpcFrame::decode(&body) {
+        Ok(frame) => StreamItem::Frame(frame),
+        Err(e) => StreamItem::Bad(e),
+    })
 }
 
 /// Writes one `[length][body]` message, refusing bodies above `max`.
@@ -316,68 +408,6 @@ where
     io.write_all(&len.to_le_bytes()).await?;
     io.write_all(body).await?;
     Ok(())
-}
-
-/// Codec of `/sotto/mpc/1`.
-#[derive(Clone, Debug)]
-pub(crate) struct MpcCodec {
-    pub(crate) max_frame_bytes: usize,
-}
-
-#[async_trait]
-impl request_response::Codec for MpcCodec {
-    type Protocol = StreamProtocol;
-    type Request = MpcFrame;
-    type Response = Ack;
-
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<MpcFrame>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        // request-response drops a request that fails to read before giving it an id, so no
-        // behaviour event reports it: this is the receiver's only chance to log it.
-        let frame = read_length_prefixed(io, self.max_frame_bytes)
-            .await
-            .and_then(|body| MpcFrame::decode(&body));
-        frame.map_err(|e| {
-            tracing::warn!(error = %e, "dropped unreadable incoming MPC frame");
-            e.into()
-        })
-    }
-
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Ack>
-    where
-        T: AsyncRead + Unpin + Send,
-    {
-        let body = read_length_prefixed(io, MAX_CONTROL_BYTES).await?;
-        Ok(decode_control(&body)?)
-    }
-
-    async fn write_request<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        frame: MpcFrame,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        let body = frame.encode()?;
-        Ok(write_length_prefixed(io, &body, self.max_frame_bytes).await?)
-    }
-
-    async fn write_response<T>(
-        &mut self,
-        _: &StreamProtocol,
-        io: &mut T,
-        ack: Ack,
-    ) -> io::Result<()>
-    where
-        T: AsyncWrite + Unpin + Send,
-    {
-        let body = encode_control(&ack)?;
-        Ok(write_length_prefixed(io, &body, MAX_CONTROL_BYTES).await?)
-    }
 }
 
 /// Codec of `/sotto/announce/1`.
@@ -535,6 +565,16 @@ mod tests {
         assert_eq!(body.len(), f.encoded_len().unwrap());
         assert_eq!(body[0], WIRE_VERSION);
         assert_eq!(MpcFrame::decode(&body).unwrap(), f);
+        let wire = f.encode_prefixed(body.len()).unwrap();
+        assert_eq!(
+            wire[..LENGTH_PREFIX_BYTES],
+            (body.len() as u32).to_le_bytes()
+        );
+        assert_eq!(wire[LENGTH_PREFIX_BYTES..], body[..]);
+        assert!(matches!(
+            f.encode_prefixed(body.len() - 1),
+            Err(FrameError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub fn new(config: NetConfig, keypair: Keypair) -> Result<(NetHandle, EventLoop)
         control_taken: Arc::clone(&control_taken),
         self_commands: commands.clone(),
         learning: config.learn_summary && config.party.is_none(),
+        max_frame_bytes: config.max_frame_bytes,
     };
     let event_loop = EventLoop::new(swarm, command_rx, events.clone(), quorum, settings)?;
     let handle = NetHandle {

@@ -5,13 +5,15 @@
 //!   refused when others can read them).
 //! - [`quorum`]: announcements (party index + share-file summary) and the [`Quorum`] view that
 //!   forms at 2t+1 distinct, consistent parties.
-//! - [`frame`]: wire formats of `/sotto/mpc/1` and `/sotto/announce/1` (version byte, postcard,
-//!   length limit checked before allocation) and their codecs.
+//! - [`frame`]: wire formats of `/sotto/mpc/2` and `/sotto/announce/1` (version byte, postcard,
+//!   length limit checked before allocation), the announce and control codecs and the MPC
+//!   stream reader.
 //! - [`link`]: link emulation ([`LinkProfile`], [`LinkEmulator`]), plain `std`, shared with the
 //!   in-memory transport.
-//! - `behaviour`, `event_loop`, `shaper`: the swarm (TCP + PSK + Noise + Yamux, allow-list,
-//!   identify, ping, optional mDNS), the [`EventLoop`] task that alone owns it, and the per-peer
-//!   sender queues that apply link emulation.
+//! - `behaviour`, `event_loop`, `shaper`, `streams`: the swarm (TCP + PSK + Noise + Yamux,
+//!   allow-list, identify, ping, optional mDNS), the [`EventLoop`] task that alone owns it, the
+//!   per-peer sender queues that apply link emulation, and the long-lived per-peer MPC streams
+//!   frames travel on (written back to back, no per-frame ack).
 //! - Control messages (`/sotto/control/1`): opaque request-response bodies between admitted
 //!   peers ([`NetHandle::control`], [`NetHandle::take_control_requests`], [`ControlRequest`]);
 //!   the node gives them meaning (session requests, recovery, status).
@@ -43,6 +45,7 @@ pub mod identity;
 pub mod link;
 pub mod quorum;
 mod shaper;
+mod streams;
 mod transport;
 
 pub use config::{ConfigError, NetConfig};
