@@ -24,7 +24,7 @@ use mesh::net::{
 };
 use mesh::{Fp, Share, Threshold, fx};
 use models::secure::ClientToken;
-use models::{BOS, Model, Sampler, Tokenizer, Utf8Stream};
+use models::{BOS, Sampler, Tokenizer, Utf8Stream};
 use rand::RngCore;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{debug, info, warn};
@@ -261,6 +261,9 @@ pub(crate) async fn connect(reach: Reach) -> Result<Connected> {
     config.learn_summary = true;
     config.redial_interval = Duration::from_millis(500);
     config.handshake_timeout = Duration::from_secs(5);
+    // A token can take longer than the default idle timeout on slow (or emulated) boards; the
+    // client lives only as long as its question, so keep its links open until it is done.
+    config.idle_connection_timeout = Duration::from_secs(3600);
     if mdns {
         // mDNS answers carry listen addresses; a client that listens can also be dialed back.
         config.listen = vec!["/ip4/0.0.0.0/tcp/0".parse()?];
@@ -780,32 +783,29 @@ pub(crate) async fn generate(
     })
 }
 
-pub(crate) fn run_ask(args: &AskArgs, model_dir: &Path) -> Result<()> {
+/// `sotto ask`; `tokenizer` is the tokenizer file (the client never needs the weights).
+pub(crate) fn run_ask(args: &AskArgs, tokenizer: &Path) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(ask(args, model_dir))
+    rt.block_on(ask(args, tokenizer))
 }
 
-async fn ask(args: &AskArgs, model_dir: &Path) -> Result<()> {
+async fn ask(args: &AskArgs, tok_path: &Path) -> Result<()> {
     if args.steps == 0 {
         bail!("--steps must be at least 1");
     }
     let conn = connect(Reach::from_args(&args.client)?).await?;
-    let result = ask_connected(&conn, args, model_dir).await;
+    let result = ask_connected(&conn, args, tok_path).await;
     conn.shutdown().await;
     result
 }
 
-async fn ask_connected(conn: &Connected, args: &AskArgs, model_dir: &Path) -> Result<()> {
+async fn ask_connected(conn: &Connected, args: &AskArgs, tok_path: &Path) -> Result<()> {
     let info = conn.model_info().await?;
-    let tok_path = args
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| Model::files(model_dir).1);
-    let tokenizer = Tokenizer::load(&tok_path, info.vocab_size as usize).with_context(|| {
+    let tokenizer = Tokenizer::load(tok_path, info.vocab_size as usize).with_context(|| {
         format!(
             "loading the tokenizer {} (the mesh's model has a vocabulary of {}); pass --tokenizer",
             tok_path.display(),

@@ -71,9 +71,12 @@ fn main() -> ExitCode {
             model_dir::resolve(args.model.as_deref()).and_then(|dir| private::run_demo(args, &dir))
         }
         Command::Run(args) => daemon::run_node(args),
-        Command::Ask(args) => {
-            model_dir::resolve(args.model.as_deref()).and_then(|dir| ask::run_ask(args, &dir))
-        }
+        // With --tokenizer the client needs no model folder at all.
+        Command::Ask(args) => match &args.tokenizer {
+            Some(tok) => ask::run_ask(args, tok),
+            None => model_dir::resolve(args.model.as_deref())
+                .and_then(|dir| ask::run_ask(args, &models::Model::files(&dir).1)),
+        },
         Command::Status(args) => ask::run_status(args),
         Command::Profiles(args) => profiles::run(args),
     };

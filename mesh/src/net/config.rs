@@ -44,7 +44,7 @@ pub struct NetConfig {
     /// Limit on one announcement or control request-response exchange (MPC frames travel on
     /// long-lived streams and have no per-frame exchange).
     pub request_timeout: Duration,
-    /// How often disconnected static peers are dialed again.
+    /// How often disconnected static and mDNS-discovered peers are dialed again.
     pub redial_interval: Duration,
     /// Largest MPC frame body accepted or sent, in bytes; must be equal on every node.
     pub max_frame_bytes: usize,

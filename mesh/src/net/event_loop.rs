@@ -248,6 +248,9 @@ pub struct EventLoop {
     session_clients: HashMap<SessionId, PeerId>,
     allowed: HashSet<PeerId>,
     static_peers: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Allowed peers found by mDNS (until their records expire): redialed like static peers,
+    /// since a dial that lost a race (see [`EventLoop::dial`]) is otherwise never retried.
+    discovered: HashSet<PeerId>,
     pending_listens: HashMap<ListenerId, (Multiaddr, oneshot::Sender<Result<Multiaddr, NetError>>)>,
     inbox: Inbox,
     waiters: HashMap<Key, Waiter>,
@@ -320,6 +323,7 @@ impl EventLoop {
             session_clients: HashMap::new(),
             allowed: settings.allowed,
             static_peers: HashMap::new(),
+            discovered: HashSet::new(),
             pending_listens: HashMap::new(),
             inbox: Inbox {
                 frames: HashMap::new(),
@@ -414,9 +418,16 @@ impl EventLoop {
             return;
         }
         let addrs = self.static_peers.get(&peer).cloned().unwrap_or_default();
+        // A fresh source port, not the listen port: when two nodes dial each other at the same
+        // moment (mDNS answers reach both at once; static peers start together) from their
+        // listen ports, the two SYNs cross, TCP merges them into one simultaneous-open
+        // connection, both ends start Noise as initiator and the handshake fails.
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
             .condition(PeerCondition::DisconnectedAndNotDialing)
+            // Also the addresses the swarm learnt (mDNS answers, identify).
+            .extend_addresses_through_behaviour()
+            .allocate_new_port()
             .build();
         match self.swarm.dial(opts) {
             Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {}
@@ -425,7 +436,12 @@ impl EventLoop {
     }
 
     fn redial(&mut self) {
-        let peers: Vec<PeerId> = self.static_peers.keys().copied().collect();
+        let peers: Vec<PeerId> = self
+            .static_peers
+            .keys()
+            .chain(&self.discovered)
+            .copied()
+            .collect();
         for peer in peers {
             self.dial(peer);
         }
@@ -973,17 +989,15 @@ impl EventLoop {
                     }
                     debug!(%peer, %addr, "mDNS: discovered");
                     self.swarm.add_peer_address(peer, addr);
-                    if !self.swarm.is_connected(&peer) {
-                        let opts = DialOpts::peer_id(peer)
-                            .condition(PeerCondition::DisconnectedAndNotDialing)
-                            .build();
-                        if let Err(e) = self.swarm.dial(opts) {
-                            debug!(%peer, error = %e, "mDNS: could not dial");
-                        }
-                    }
+                    self.discovered.insert(peer);
+                    self.dial(peer);
                 }
             }
-            BehaviourEvent::Mdns(mdns::Event::Expired(_)) => {}
+            BehaviourEvent::Mdns(mdns::Event::Expired(gone)) => {
+                for (peer, _) in gone {
+                    self.discovered.remove(&peer);
+                }
+            }
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 debug!(peer = %peer_id, agent = %info.agent_version, "identified");
             }
