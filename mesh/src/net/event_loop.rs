@@ -251,6 +251,8 @@ pub struct EventLoop {
     /// Allowed peers found by mDNS (until their records expire): redialed like static peers,
     /// since a dial that lost a race (see [`EventLoop::dial`]) is otherwise never retried.
     discovered: HashSet<PeerId>,
+    /// Since when each not-yet-connected peer has been wanted (see [`EventLoop::dial`]).
+    dial_wanted: HashMap<PeerId, Instant>,
     pending_listens: HashMap<ListenerId, (Multiaddr, oneshot::Sender<Result<Multiaddr, NetError>>)>,
     inbox: Inbox,
     waiters: HashMap<Key, Waiter>,
@@ -324,6 +326,7 @@ impl EventLoop {
             allowed: settings.allowed,
             static_peers: HashMap::new(),
             discovered: HashSet::new(),
+            dial_wanted: HashMap::new(),
             pending_listens: HashMap::new(),
             inbox: Inbox {
                 frames: HashMap::new(),
@@ -415,6 +418,16 @@ impl EventLoop {
 
     fn dial(&mut self, peer: PeerId) {
         if self.swarm.is_connected(&peer) {
+            self.dial_wanted.remove(&peer);
+            return;
+        }
+        // Two nodes that know each other (mDNS answers reach both at once; static peers start
+        // together) would dial each other at the same moment and end up with two connections,
+        // whose MPC streams can land on different connections. Only the node with the smaller
+        // peer ID dials at once; the other waits a grace period, in case the first never does
+        // (it may not know our address).
+        let wanted = *self.dial_wanted.entry(peer).or_insert_with(Instant::now);
+        if *self.swarm.local_peer_id() > peer && wanted.elapsed() < 2 * self.redial_interval {
             return;
         }
         let addrs = self.static_peers.get(&peer).cloned().unwrap_or_default();
@@ -928,6 +941,7 @@ impl EventLoop {
                 ..
             } => {
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connection established");
+                self.dial_wanted.remove(&peer_id);
                 if num_established.get() == 1 {
                     self.emit(NetEvent::PeerConnected(peer_id));
                 }
