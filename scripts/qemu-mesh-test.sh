@@ -18,8 +18,9 @@
 #                                     more forward pass before the first output
 #   QEMU_MESH_PROFILES="rpi4 rpi5 jetson-nano"   one firmware profile per node (3 nodes)
 #   QEMU_MESH_CLIENT_PROFILE=qemu-virt
-#   QEMU_MESH_MEM_CAP=1024            MiB: a profile's -m is capped at this (the boards' 4-8 GiB
-#                                     are not needed by stories260K)
+#   QEMU_MESH_MEM_CAP=                if set, caps each profile's -m (MiB); by default each VM
+#                                     gets its profile's RAM (4-8 GiB: QEMU maps guest RAM
+#                                     lazily, so the host needs only what the guests touch)
 #   QEMU_MESH_SMP_CAP=                if set, caps each profile's -smp
 #   QEMU_MESH_TCG_THREAD=single       -accel tcg,thread=...: `single` runs a VM's vCPUs (the
 #                                     profile's -smp) round-robin on one host thread; `multi`
@@ -50,7 +51,7 @@ STEPS=${QEMU_MESH_STEPS:-8}
 PROMPT=${QEMU_MESH_PROMPT-Once}
 read -r -a PROFILES <<<"${QEMU_MESH_PROFILES:-rpi4 rpi5 jetson-nano}"
 CLIENT_PROFILE=${QEMU_MESH_CLIENT_PROFILE:-qemu-virt}
-MEM_CAP=${QEMU_MESH_MEM_CAP:-1024}
+MEM_CAP=${QEMU_MESH_MEM_CAP:-}
 SMP_CAP=${QEMU_MESH_SMP_CAP:-}
 QUORUM_TIMEOUT=${QEMU_MESH_QUORUM_TIMEOUT:-120}
 ASK_TIMEOUT=${QEMU_MESH_ASK_TIMEOUT:-600}
@@ -283,7 +284,7 @@ declare -A T_LAUNCH QCPU QMEM QSMP
 launch() { # launch NAME ROLE
   local n=$1 role=$2 cpu mem smp
   read -r cpu mem smp < <(profile_qemu "${PROF[$n]}") || die "profile ${PROF[$n]}: no QEMU settings"
-  [ "$mem" -gt "$MEM_CAP" ] && mem=$MEM_CAP
+  [ -n "$MEM_CAP" ] && [ "$mem" -gt "$MEM_CAP" ] && mem=$MEM_CAP
   [ -n "$SMP_CAP" ] && [ "$smp" -gt "$SMP_CAP" ] && smp=$SMP_CAP
   QCPU[$n]=$cpu QMEM[$n]=$mem QSMP[$n]=$smp
   : >"$WORK/$n.log"
