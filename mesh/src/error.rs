@@ -127,6 +127,18 @@ pub enum MeshError {
     /// The peer's end of the link is gone.
     #[error("link to {0} is closed")]
     Disconnected(Endpoint),
+    /// A round could not complete because of the link to a peer: the transport says why (a
+    /// peer that left, a send that failed, a deadline that passed). Recovery acts on it.
+    #[error("round failed at {peer}: {reason}")]
+    Link {
+        /// The peer whose link failed.
+        peer: Endpoint,
+        /// What the transport saw.
+        reason: String,
+    },
+    /// The round was stopped on purpose before it completed (the session was paused).
+    #[error("the round was interrupted: the session is pausing")]
+    Interrupted,
     /// Shares received for reconstruction do not lie on one polynomial of the expected degree.
     #[error("inconsistent shares for output element {0}")]
     Inconsistent(usize),

@@ -74,9 +74,10 @@ impl fmt::Display for PartyId {
     }
 }
 
+/// The bare number, so that lists of parties read `[1, 2, 4]` in messages and logs.
 impl fmt::Debug for PartyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "P{}", self.number())
+        write!(f, "{}", self.number())
     }
 }
 

@@ -8,7 +8,7 @@
 //! - [`SecureEngine`] runs one party's side of a forward pass: every step is a `mesh` protocol
 //!   computing exactly the `mesh::fx` function the twin computes (truncations may differ by one
 //!   unit in the last place, see `docs/numerics.md`).
-//! - [`party_session`] / [`client_session`] are the two sides of one private generation.
+//! The session that runs a private generation over these pieces is `node::session`.
 //!
 //! Tokens enter as secret-shared one-hot rows (the client shares them): the embedding is then
 //! a matrix-vector product, and the argmax inside MPC produces the next token as a one-hot row
@@ -18,13 +18,12 @@
 use std::sync::Arc;
 
 use mesh::fx;
-use mesh::{Client, ClientLink, MeshError, Party, Share, Threshold, Transport, Wide};
+use mesh::{MeshError, Party, Share, Threshold, Transport, Wide};
 use rand::{CryptoRng, RngCore};
 
 use crate::checkpoint::Config;
 use crate::engine::rope_cos_sin;
 use crate::fixed::FixedWeights;
-use crate::sampler::Sampler;
 use crate::sharefile::{
     FIELD_MERSENNE127, ModelShape, ShareFile, ShareFileError, ShareHeader, TensorInfo,
 };
@@ -565,168 +564,6 @@ pub fn argmax_onehot<T: Transport>(
         .enumerate()
         .fold(Share::public(0), |acc, (i, s)| acc.add(&s.scale(i as i128)));
     Ok((row, index))
-}
-
-/// How the next token is chosen.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Selection {
-    /// Argmax inside MPC; only the token's index is opened, to the client (the default).
-    ArgmaxInMpc,
-    /// The logits' shares go to the client, which samples and shares the chosen token back.
-    SampleAtClient,
-}
-
-/// The public parameters of one private generation, known to the client and every party.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SessionParams {
-    /// Prompt tokens (BOS included).
-    pub prompt_len: usize,
-    /// Tokens to generate.
-    pub steps: usize,
-    /// How tokens are chosen.
-    pub selection: Selection,
-    /// Also open every step's logits to the client (for `--verify`).
-    pub reveal_logits: bool,
-}
-
-impl SessionParams {
-    /// Check the request against the model's context.
-    pub fn check(&self, c: &Config) -> Result<(), SecureError> {
-        if self.prompt_len == 0 {
-            return Err(SecureError::Request(
-                "the prompt must hold at least BOS".into(),
-            ));
-        }
-        if self.steps == 0 {
-            return Err(SecureError::Request("steps must be at least 1".into()));
-        }
-        let positions = self.prompt_len + self.steps - 1;
-        if positions > c.seq_len {
-            return Err(SecureError::Request(format!(
-                "prompt ({} tokens) + steps ({}) needs {positions} positions, the model has {}; use fewer steps",
-                self.prompt_len, self.steps, c.seq_len
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// One party's side of a private generation.
-pub fn party_session<T: Transport>(
-    p: &mut Party<T>,
-    model: &Arc<PartyModel>,
-    params: SessionParams,
-) -> Result<(), SecureError> {
-    let c = model.config;
-    params.check(&c)?;
-    let mut engine = SecureEngine::new(Arc::clone(model));
-    let mut logits = None;
-    for i in 0..params.prompt_len {
-        let onehot = p.input_from_client(c.vocab_size)?;
-        logits = engine.forward(p, &onehot, i + 1 == params.prompt_len)?;
-    }
-    for step in 0..params.steps {
-        let l = logits.take().ok_or(MeshError::InvalidArgument(
-            "forward pass returned no logits",
-        ))?;
-        if params.reveal_logits || params.selection == Selection::SampleAtClient {
-            p.open_to_client(&l)?;
-        }
-        let next = match params.selection {
-            Selection::ArgmaxInMpc => {
-                let (row, index) = argmax_onehot(p, &l)?;
-                p.open_to_client(std::slice::from_ref(&index))?;
-                row
-            }
-            Selection::SampleAtClient => {
-                if step + 1 == params.steps {
-                    break;
-                }
-                p.input_from_client(c.vocab_size)?
-            }
-        };
-        if step + 1 < params.steps {
-            logits = engine.forward(p, &next, true)?;
-        }
-    }
-    Ok(())
-}
-
-/// What the client learns of one generated token.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ClientToken {
-    /// The token id.
-    pub id: u32,
-    /// The step's logits in real units, when the session reveals them.
-    pub logits: Option<Vec<f32>>,
-}
-
-fn one_hot(id: u32, vocab: usize) -> Vec<i64> {
-    let mut v = vec![0i64; vocab];
-    v[id as usize] = 1;
-    v
-}
-
-/// The client's side: shares the prompt, then receives each token (and, if asked, the logits),
-/// calling `on_token` as each arrives. `sampler` is used only with
-/// [`Selection::SampleAtClient`].
-pub fn client_session<L: ClientLink>(
-    client: &mut Client<L>,
-    prompt: &[u32],
-    vocab_size: usize,
-    params: SessionParams,
-    sampler: &mut Sampler,
-    mut on_token: impl FnMut(&ClientToken),
-) -> Result<Vec<u32>, SecureError> {
-    if prompt.len() != params.prompt_len {
-        return Err(SecureError::Request(
-            "prompt length differs from the session's".into(),
-        ));
-    }
-    if let Some(bad) = prompt.iter().find(|&&t| t as usize >= vocab_size) {
-        return Err(SecureError::Request(format!(
-            "token {bad} is outside the vocabulary"
-        )));
-    }
-    for &t in prompt {
-        client.share_input(&one_hot(t, vocab_size))?;
-    }
-    let mut out = Vec::with_capacity(params.steps);
-    for step in 0..params.steps {
-        let logits = if params.reveal_logits || params.selection == Selection::SampleAtClient {
-            let raw = client.reconstruct(vocab_size)?;
-            Some(raw.into_iter().map(fx::to_f32).collect::<Vec<f32>>())
-        } else {
-            None
-        };
-        let id = match params.selection {
-            Selection::ArgmaxInMpc => {
-                let v = client.reconstruct(1)?[0];
-                u32::try_from(v)
-                    .ok()
-                    .filter(|&i| (i as usize) < vocab_size)
-                    .ok_or_else(|| {
-                        SecureError::Request(format!(
-                            "the quorum returned token {v}, outside the vocabulary"
-                        ))
-                    })?
-            }
-            Selection::SampleAtClient => {
-                let l = logits
-                    .as_ref()
-                    .ok_or(MeshError::InvalidArgument("no logits"))?;
-                let id = sampler.sample(l);
-                if step + 1 < params.steps {
-                    client.share_input(&one_hot(id, vocab_size))?;
-                }
-                id
-            }
-        };
-        let tok = ClientToken { id, logits };
-        on_token(&tok);
-        out.push(id);
-    }
-    Ok(out)
 }
 
 /// Check that the share files of a quorum belong together: one model, one provisioning, one

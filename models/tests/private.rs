@@ -1,20 +1,14 @@
-//! Private generation end to end on the in-memory transport: provisioning, party sessions, the
-//! client's session; token identity with the f32 engine and PROVENANCE.md, logit error against
-//! f32, and the share files' privacy and validation.
+//! The share files of a private generation: their privacy (any t of them are independent of the
+//! weights) and validation. The private generations themselves run in `node`'s session tests
+//! (`node/tests/private_sessions.rs`), over the same session code as the daemons.
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{BOS_ONLY_IDS, PROMPT_CONTINUATION_IDS, PROMPT_IDS, load_model};
+use common::load_model;
 use mesh::Threshold;
-use mesh::memory::run_with_client;
-use models::secure::{
-    PartyModel, SecureError, Selection, SessionParams, check_quorum, client_session, party_session,
-    provision,
-};
+use models::FixedWeights;
+use models::secure::{PartyModel, SecureError, check_quorum, provision};
 use models::sharefile::ShareFile;
-use models::{Engine, F32Engine, FixedWeights, Sampler};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -26,121 +20,6 @@ fn shares(n: usize, t: usize, seed: u64) -> (Vec<ShareFile>, FixedWeights) {
     let th = Threshold::new(n, t).expect("threshold");
     let files = provision(&fw, [0xAB; 32], th, &mut rng, |_, _| {}).expect("provision");
     (files, fw)
-}
-
-/// Run one private greedy generation; returns the tokens and, with `verify`, the max
-/// |logit_private - logit_f32| over the run.
-fn private_run(n: usize, t: usize, prompt: &[u32], steps: usize, verify: bool) -> (Vec<u32>, f32) {
-    private_run_with(n, t, prompt, steps, verify, Selection::ArgmaxInMpc)
-}
-
-fn private_run_with(
-    n: usize,
-    t: usize,
-    prompt: &[u32],
-    steps: usize,
-    verify: bool,
-    selection: Selection,
-) -> (Vec<u32>, f32) {
-    let (files, _) = shares(n, t, 42 + n as u64);
-    let th = Threshold::new(n, t).expect("threshold");
-    let parties: Vec<Arc<PartyModel>> = files
-        .iter()
-        .enumerate()
-        .map(|(i, f)| Arc::new(PartyModel::from_share_file(f, th, i).expect("party model")))
-        .collect();
-    drop(files);
-    let params = SessionParams {
-        prompt_len: prompt.len(),
-        steps,
-        selection,
-        reveal_logits: verify,
-    };
-    let model = load_model();
-    let vocab = model.checkpoint.config().vocab_size;
-    let mut logits_seen: Vec<Vec<f32>> = Vec::new();
-    let (tokens, results) = run_with_client(
-        n,
-        t,
-        7,
-        |c| {
-            client_session(c, prompt, vocab, params, &mut Sampler::greedy(), |tok| {
-                if let Some(l) = &tok.logits {
-                    logits_seen.push(l.clone());
-                }
-            })
-        },
-        |p| party_session(p, &parties[p.index()], params),
-    )
-    .expect("mesh");
-    for r in results {
-        r.expect("party session");
-    }
-    let tokens = tokens.expect("client session");
-    let mut max_err = 0f32;
-    if verify {
-        // The f32 engine on the same token sequence.
-        let mut f32e = F32Engine::new(Arc::clone(&model.checkpoint));
-        let seq: Vec<u32> = prompt.iter().chain(&tokens).copied().collect();
-        for (step, private) in logits_seen.iter().enumerate() {
-            let upto = prompt.len() + step;
-            let mut l = Vec::new();
-            if step == 0 {
-                for (pos, &tok) in seq[..upto].iter().enumerate() {
-                    l = f32e.forward(tok, pos).expect("f32").to_vec();
-                }
-            } else {
-                l = f32e.forward(seq[upto - 1], upto - 1).expect("f32").to_vec();
-            }
-            for (a, b) in private.iter().zip(&l) {
-                max_err = max_err.max((a - b).abs());
-            }
-        }
-    }
-    (tokens, max_err)
-}
-
-/// The logit bound of docs/numerics.md, which covers the secure engine's probabilistic
-/// truncation as well as the twin's approximations.
-const LOGIT_BOUND: f32 = 0.01;
-
-#[test]
-fn private_greedy_from_bos_matches_f32_and_provenance_3_1() {
-    let (tokens, err) = private_run(3, 1, &[1], 64, true);
-    assert_eq!(tokens, BOS_ONLY_IDS);
-    println!("(3,1) BOS-only: max |logit_private - logit_f32| = {err:.5}");
-    assert!(err < LOGIT_BOUND, "logit error {err} above {LOGIT_BOUND}");
-}
-
-#[test]
-fn private_greedy_from_prompt_matches_f32_and_provenance_3_1() {
-    let (tokens, err) = private_run(3, 1, &PROMPT_IDS, 64, true);
-    assert_eq!(tokens, PROMPT_CONTINUATION_IDS);
-    println!("(3,1) prompt: max |logit_private - logit_f32| = {err:.5}");
-    assert!(err < LOGIT_BOUND, "logit error {err} above {LOGIT_BOUND}");
-}
-
-#[test]
-fn sampling_at_the_client_from_opened_logits_gives_the_same_greedy_tokens() {
-    // The logits' shares go to the client, which picks the token and shares it back.
-    let (tokens, _) = private_run_with(3, 1, &PROMPT_IDS, 12, false, Selection::SampleAtClient);
-    assert_eq!(tokens, PROMPT_CONTINUATION_IDS[..12]);
-}
-
-#[test]
-fn private_greedy_from_bos_matches_provenance_5_2() {
-    let (tokens, err) = private_run(5, 2, &[1], 64, true);
-    assert_eq!(tokens, BOS_ONLY_IDS);
-    println!("(5,2) BOS-only: max |logit_private - logit_f32| = {err:.5}");
-    assert!(err < LOGIT_BOUND, "logit error {err} above {LOGIT_BOUND}");
-}
-
-#[test]
-fn private_greedy_from_prompt_matches_provenance_5_2() {
-    let (tokens, err) = private_run(5, 2, &PROMPT_IDS, 64, true);
-    assert_eq!(tokens, PROMPT_CONTINUATION_IDS);
-    println!("(5,2) prompt: max |logit_private - logit_f32| = {err:.5}");
-    assert!(err < LOGIT_BOUND, "logit error {err} above {LOGIT_BOUND}");
 }
 
 /// Chi-square statistic of counts against the uniform distribution.

@@ -53,9 +53,9 @@ fn default_link() -> String {
 }
 
 /// Default limit on waiting for one round's message from a peer.
-pub(crate) const DEFAULT_ROUND_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_ROUND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default limit on waiting for the client's decision after a stall.
-pub(crate) const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn default_round_timeout_ms() -> u64 {
     DEFAULT_ROUND_TIMEOUT.as_millis() as u64
@@ -71,30 +71,30 @@ fn default_max_sessions() -> usize {
 
 /// A validated node configuration.
 #[derive(Debug, Clone)]
-pub(crate) struct NodeConfig {
+pub struct NodeConfig {
     /// Where the file was read from.
-    pub(crate) path: PathBuf,
+    pub path: PathBuf,
     /// The node's ed25519 identity (created, 0600, on first start).
-    pub(crate) identity: PathBuf,
+    pub identity: PathBuf,
     /// This node's share file.
-    pub(crate) share_file: PathBuf,
+    pub share_file: PathBuf,
     /// The mesh pre-shared key.
-    pub(crate) psk_file: PathBuf,
-    pub(crate) listen: Vec<Multiaddr>,
-    pub(crate) static_peers: Vec<Multiaddr>,
-    pub(crate) allowed_peers: Vec<PeerId>,
-    pub(crate) profile: Profile,
-    pub(crate) mdns: bool,
-    pub(crate) link: LinkProfile,
-    pub(crate) round_timeout: Duration,
-    pub(crate) recovery_timeout: Duration,
-    pub(crate) max_sessions: usize,
+    pub psk_file: PathBuf,
+    pub listen: Vec<Multiaddr>,
+    pub static_peers: Vec<Multiaddr>,
+    pub allowed_peers: Vec<PeerId>,
+    pub profile: Profile,
+    pub mdns: bool,
+    pub link: LinkProfile,
+    pub round_timeout: Duration,
+    pub recovery_timeout: Duration,
+    pub max_sessions: usize,
 }
 
 /// Why a config file cannot be used. Every variant says what to change.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub(crate) enum ConfigError {
+pub enum ConfigError {
     /// The file could not be read.
     // The I/O error is in the message, not a `#[source]`: a chain printer would say it twice.
     #[error("{path}: {error}; pass the node's config with `sotto run --config <file>`")]
@@ -122,7 +122,7 @@ pub(crate) enum ConfigError {
 
 /// The fix appended to a schema error (toml's message names the field; this says what to do).
 #[derive(Debug)]
-pub(crate) struct Hint(&'static str);
+pub struct Hint(&'static str);
 
 impl fmt::Display for Hint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -142,7 +142,7 @@ fn hint_for(message: &str) -> Hint {
 
 impl NodeConfig {
     /// Reads and validates `path`.
-    pub(crate) fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_owned(),
             error,
@@ -151,7 +151,7 @@ impl NodeConfig {
     }
 
     /// Validates `text`, read from `path` (relative paths are resolved against its folder).
-    pub(crate) fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
+    pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let message = e.message().to_owned();
             let at = e
@@ -335,12 +335,7 @@ impl NodeConfig {
     }
 
     /// The mesh configuration of this node as party `party` holding `summary`.
-    pub(crate) fn net_config(
-        &self,
-        psk: PreSharedKey,
-        summary: ShareSummary,
-        party: u8,
-    ) -> NetConfig {
+    pub fn net_config(&self, psk: PreSharedKey, summary: ShareSummary, party: u8) -> NetConfig {
         let mut net = NetConfig::new(psk, self.allowed_peers.clone(), summary, Some(party));
         net.listen = self.listen.clone();
         net.static_peers = self.static_peers.clone();

@@ -23,7 +23,7 @@ fn how_to_get_it() -> String {
 }
 
 /// The model folder to use (see the module doc).
-pub(crate) fn resolve(explicit: Option<&Path>) -> Result<PathBuf> {
+pub fn resolve(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(dir) = explicit {
         if has_model(dir) {
             return Ok(dir.to_path_buf());

@@ -90,7 +90,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// Run `sotto generate`.
 pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
-    let dir = crate::model_dir::resolve(args.model.as_deref())?;
+    let dir = node::model_dir::resolve(args.model.as_deref())?;
     let model = Model::load_dir(&dir)
         .with_context(|| format!("loading the model from {}", dir.display()))?;
     let config = *model.checkpoint.config();

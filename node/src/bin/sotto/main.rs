@@ -1,31 +1,29 @@
 //! `sotto`: the Sotto command line.
 //!
+//! A thin layer over the `node` library: clap arguments ([`args`]), runtimes, and what each
+//! command prints.
+//!
 //! - `generate` ([`generate`]): run a model in the clear with one of the plaintext engines and
 //!   stream the text to stdout.
-//! - `provision` and `demo` ([`private`]): split a model into per-party share files, and run a
+//! - `provision` and `demo` ([`demo`]): split a model into per-party share files, and run a
 //!   private generation on a local mesh.
-//! - `run` ([`daemon`]), `ask` and `status` ([`ask`]): the node daemon and the client of a mesh
-//!   of devices over libp2p; [`session`] runs one private inference on a node, [`config`] reads
-//!   `node.toml`.
+//! - `run`, `ask` and `status` ([`mesh`]): the node daemon and the client of a mesh of devices.
 //! - `profiles` ([`profiles`]): the device classes a node can run as.
-//! - [`model_dir`]: where the model files are looked for.
 //!
 //! Errors are `anyhow` at this edge, with messages that say what to do; logs go to stderr via
 //! `tracing` (`RUST_LOG=info` for more).
 
-mod ask;
-mod config;
-mod daemon;
+mod args;
+mod demo;
 mod generate;
-mod local_mesh;
-mod model_dir;
-mod private;
+mod mesh;
 mod profiles;
-mod session;
+mod text;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use node::model_dir;
 use tracing_subscriber::EnvFilter;
 
 /// Sotto runs a small language model privately on a mesh of edge devices.
@@ -41,16 +39,16 @@ enum Command {
     /// Generate text in the clear with a plaintext engine (f32 reference or fixed-point twin).
     Generate(generate::GenerateArgs),
     /// Split a model into one secret share file per party (device).
-    Provision(private::ProvisionArgs),
+    Provision(args::ProvisionArgs),
     /// Run a private generation on a local mesh: provisions it if needed, streams the answer,
     /// then prints speed, rounds, traffic and whether the tokens match the plaintext engine.
-    Demo(private::DemoArgs),
+    Demo(args::DemoArgs),
     /// Run a node daemon: load this device's share file, join the mesh, serve private sessions.
-    Run(daemon::RunArgs),
+    Run(args::RunArgs),
     /// Ask the mesh a private question: find the quorum, stream the answer.
-    Ask(ask::AskArgs),
+    Ask(args::AskArgs),
     /// Show the quorum the mesh currently forms: parties, (n, t), model hash, link RTTs.
-    Status(ask::StatusArgs),
+    Status(args::StatusArgs),
     /// List the device profiles (firmware profiles), or show and check one.
     Profiles(profiles::ProfilesArgs),
 }
@@ -65,19 +63,20 @@ fn main() -> ExitCode {
         .init();
     let result = match &cli.command {
         Command::Generate(args) => generate::run(args),
-        Command::Provision(args) => model_dir::resolve(args.model.as_deref())
-            .and_then(|dir| private::run_provision(args, &dir)),
-        Command::Demo(args) => {
-            model_dir::resolve(args.model.as_deref()).and_then(|dir| private::run_demo(args, &dir))
+        Command::Provision(args) => {
+            model_dir::resolve(args.model.as_deref()).and_then(|dir| demo::provision(args, &dir))
         }
-        Command::Run(args) => daemon::run_node(args),
+        Command::Demo(args) => {
+            model_dir::resolve(args.model.as_deref()).and_then(|dir| demo::run(args, &dir))
+        }
+        Command::Run(args) => mesh::run(args),
         // With --tokenizer the client needs no model folder at all.
         Command::Ask(args) => match &args.tokenizer {
-            Some(tok) => ask::run_ask(args, tok),
+            Some(tok) => mesh::ask(args, tok),
             None => model_dir::resolve(args.model.as_deref())
-                .and_then(|dir| ask::run_ask(args, &models::Model::files(&dir).1)),
+                .and_then(|dir| mesh::ask(args, &models::Model::files(&dir).1)),
         },
-        Command::Status(args) => ask::run_status(args),
+        Command::Status(args) => mesh::status(args),
         Command::Profiles(args) => profiles::run(args),
     };
     match result {

@@ -1,0 +1,122 @@
+//! The session I/O traits over the libp2p mesh: blocking calls for protocol threads, each
+//! carried out on the node's async runtime through its [`NetHandle`].
+
+use std::time::Instant;
+
+use mesh::net::{CLIENT, NetError, NetHandle, PeerId, SessionId};
+use tokio::runtime::Handle;
+
+use crate::session::wire::{Control, encode};
+use crate::session::{FrameError, Frames, PartyIo, Peer};
+
+/// Frames over a mesh node.
+#[derive(Clone, Debug)]
+pub struct NetFrames {
+    /// The runtime the node's event loop runs on.
+    pub rt: Handle,
+    /// The node.
+    pub net: NetHandle,
+}
+
+impl From<NetError> for FrameError {
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::Timeout { .. } => FrameError::Timeout,
+            NetError::AlreadyWaiting { .. } => FrameError::Busy,
+            NetError::PartyNotConnected { .. } | NetError::PartyDisconnected { .. } => {
+                FrameError::Gone(e.to_string())
+            }
+            other => FrameError::Failed(other.to_string()),
+        }
+    }
+}
+
+fn wire_number(peer: Peer) -> u8 {
+    match peer {
+        Peer::Party(p) => p.number(),
+        Peer::Client => CLIENT,
+    }
+}
+
+impl Frames for NetFrames {
+    fn send(
+        &self,
+        to: Peer,
+        session: SessionId,
+        round: u64,
+        payload: Vec<u8>,
+    ) -> Result<(), FrameError> {
+        self.rt
+            .block_on(
+                self.net
+                    .send_round(wire_number(to), session, round, payload),
+            )
+            .map(|_| ())
+            .map_err(FrameError::from)
+    }
+
+    fn recv(
+        &self,
+        from: Peer,
+        session: SessionId,
+        round: u64,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, FrameError> {
+        self.rt
+            .block_on(
+                self.net
+                    .recv_round(wire_number(from), session, round, deadline),
+            )
+            .map_err(FrameError::from)
+    }
+
+    fn end(&self, session: SessionId) {
+        let _ = self.rt.block_on(self.net.end_session(session));
+    }
+}
+
+/// A party's session I/O over the mesh: frames plus stall reports to the session's client.
+#[derive(Clone, Debug)]
+pub struct NetPartyIo {
+    /// The frames.
+    pub frames: NetFrames,
+    /// The session's client.
+    pub client: PeerId,
+}
+
+impl Frames for NetPartyIo {
+    fn send(
+        &self,
+        to: Peer,
+        session: SessionId,
+        round: u64,
+        payload: Vec<u8>,
+    ) -> Result<(), FrameError> {
+        self.frames.send(to, session, round, payload)
+    }
+
+    fn recv(
+        &self,
+        from: Peer,
+        session: SessionId,
+        round: u64,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, FrameError> {
+        self.frames.recv(from, session, round, deadline)
+    }
+
+    fn end(&self, session: SessionId) {
+        self.frames.end(session)
+    }
+}
+
+impl PartyIo for NetPartyIo {
+    fn tell_client(&self, msg: Control) {
+        let net = self.frames.net.clone();
+        let client = self.client;
+        let body = encode(&msg);
+        self.frames.rt.spawn(async move {
+            let _ = net.control(client, body).await;
+        });
+    }
+}
