@@ -26,7 +26,8 @@
 //!   [`Party::rms_inv`], [`Party::rmsnorm`] — each exactly the `fx` function, step for step.
 //! - [`prep`]: the preprocessing pool and its dealer-free generation (random bits, truncation
 //!   masks, comparison material), with a [`Demand`] per protocol to fill it ahead of time.
-//! - [`Client`] (module `client`): the data owner's endpoint: `share_input`, `reconstruct`.
+//! - [`Client`] (module `client`): the data owner's endpoint: `share_input`, `reconstruct`;
+//!   [`reconstruct_all`]: the one reconstruction routine (checks every share received).
 //!
 //! `docs/protocol.md` describes the protocols, their rounds and error bounds, and the threat
 //! model.
@@ -55,14 +56,19 @@
 pub mod client;
 pub mod error;
 pub mod field;
+mod frame;
 pub mod fx;
 mod ids;
 pub mod memory;
 pub mod net;
 mod nonlinear;
+mod params;
 mod party;
 pub mod prep;
 mod protocols;
+mod reconstruct;
+mod round;
+mod secret;
 pub mod shamir;
 pub mod transport;
 
@@ -73,7 +79,9 @@ pub use client::Client;
 pub use error::{Endpoint, MeshError, MessageError};
 pub use field::Fp;
 pub use ids::{PartyId, Round};
-pub use party::{KAPPA, Party};
+pub use params::KAPPA;
+pub use party::Party;
 pub use prep::Demand;
+pub use reconstruct::reconstruct_all;
 pub use shamir::{Share, Threshold, Wide};
 pub use transport::{ClientLink, Counters, PhaseCounters, Transport};

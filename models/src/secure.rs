@@ -492,81 +492,6 @@ impl SecureEngine {
     }
 }
 
-/// [`fx::argmax`] of shared logits as a shared one-hot row (and its shared index): the
-/// comparison tree of `fx::max_argmax` (ties keep the lower index), carrying for each
-/// candidate the one-hot row of the group it won. One comparison and one degree reduction per
-/// level.
-pub fn argmax_onehot<T: Transport>(
-    p: &mut Party<T>,
-    logits: &[Share],
-) -> Result<(Vec<Share>, Share), SecureError> {
-    if logits.is_empty() {
-        return Err(MeshError::InvalidArgument("argmax over an empty vector").into());
-    }
-    // Each candidate: its value and the one-hot row of its group (None = the public row [1]).
-    let mut vals: Vec<Share> = logits.to_vec();
-    let mut rows: Vec<Option<Vec<Share>>> = vec![None; logits.len()];
-    while vals.len() > 1 {
-        let pairs = vals.len() / 2;
-        let diffs: Vec<Share> = (0..pairs)
-            .map(|i| vals[2 * i].sub(&vals[2 * i + 1]))
-            .collect();
-        let c = p.ltz(&diffs)?; // [a < b]: take b
-        let mut prods: Vec<Wide> = Vec::new();
-        for i in 0..pairs {
-            let (a, b) = (&vals[2 * i], &vals[2 * i + 1]);
-            prods.push(c[i].mul_local(&b.sub(a)));
-            for r in [&rows[2 * i], &rows[2 * i + 1]].into_iter().flatten() {
-                prods.extend(r.iter().map(|s| c[i].mul_local(s)));
-            }
-        }
-        let red = p.reduce(&prods)?;
-        let mut k = 0;
-        let mut next_vals = Vec::with_capacity(vals.len().div_ceil(2));
-        let mut next_rows = Vec::with_capacity(vals.len().div_ceil(2));
-        for i in 0..pairs {
-            next_vals.push(vals[2 * i].add(&red[k]));
-            k += 1;
-            // left row * (1 - c) followed by right row * c.
-            let mut row = Vec::new();
-            match &rows[2 * i] {
-                None => row.push(Share::public(1).sub(&c[i])),
-                Some(r) => {
-                    for s in r {
-                        row.push(s.sub(&red[k]));
-                        k += 1;
-                    }
-                }
-            }
-            match &rows[2 * i + 1] {
-                None => row.push(c[i].clone()),
-                Some(r) => {
-                    for _ in r {
-                        row.push(red[k].clone());
-                        k += 1;
-                    }
-                }
-            }
-            next_rows.push(Some(row));
-        }
-        if vals.len() % 2 == 1 {
-            next_vals.push(vals[vals.len() - 1].clone());
-            next_rows.push(rows[vals.len() - 1].take());
-        }
-        vals = next_vals;
-        rows = next_rows;
-    }
-    let row = rows
-        .pop()
-        .flatten()
-        .unwrap_or_else(|| vec![Share::public(1)]);
-    let index = row
-        .iter()
-        .enumerate()
-        .fold(Share::public(0), |acc, (i, s)| acc.add(&s.scale(i as i128)));
-    Ok((row, index))
-}
-
 /// How the next token is chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Selection {
@@ -634,7 +559,7 @@ pub fn party_session<T: Transport>(
         }
         let next = match params.selection {
             Selection::ArgmaxInMpc => {
-                let (row, index) = argmax_onehot(p, &l)?;
+                let (row, index) = p.argmax_onehot(&l)?;
                 p.open_to_client(std::slice::from_ref(&index))?;
                 row
             }

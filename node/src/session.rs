@@ -35,9 +35,7 @@ use std::time::{Duration, Instant};
 
 use mesh::net::{NetError, NetHandle, PeerId, SessionId};
 use mesh::{Counters, Endpoint, MeshError, Party, Share, Threshold, Transport};
-use models::secure::{
-    PartyModel, SecureEngine, SecureError, Selection, SessionParams, argmax_onehot,
-};
+use models::secure::{PartyModel, SecureEngine, SecureError, Selection, SessionParams};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{debug, info, warn};
@@ -902,7 +900,9 @@ impl PartySession {
             out.extend_from_slice(&logits);
         }
         if plan.selection == WireSelection::Argmax {
-            let (row, index) = argmax_onehot(party, &logits).map_err(engine_err)?;
+            let (row, index) = party
+                .argmax_onehot(&logits)
+                .map_err(|e| engine_err(e.into()))?;
             out.push(index);
             if unit + 1 < plan.units() {
                 checkpoints.insert(unit + 1, row);
