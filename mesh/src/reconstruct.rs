@@ -8,29 +8,9 @@
 //! others consistent).
 
 use crate::error::{MeshError, check_len};
-use crate::field::Fp;
+use crate::field::{Fp, lagrange_at};
 use crate::ids::PartyId;
 use crate::shamir::{Share, Threshold};
-
-/// Lagrange coefficients evaluating, at point `x`, the polynomial through `points`.
-fn lagrange_at(points: &[Fp], x: Fp) -> Vec<Fp> {
-    points
-        .iter()
-        .enumerate()
-        .map(|(i, &xi)| {
-            let mut num = Fp::ONE;
-            let mut den = Fp::ONE;
-            for (j, &xj) in points.iter().enumerate() {
-                if i != j {
-                    num *= x - xj;
-                    den *= xi - xj;
-                }
-            }
-            // Points are distinct (checked), so den != 0.
-            num * den.inv().unwrap_or(Fp::ZERO)
-        })
-        .collect()
-}
 
 /// A party's Shamir evaluation point (its 1-based number).
 fn point(p: PartyId) -> Fp {
