@@ -1,5 +1,5 @@
 //! Comparisons on shares: [`Party::ltz`], step functions, and the comparison tree of
-//! [`fx::max_argmax`] ([`Party::max`], [`Party::argmax`], [`Party::max_argmax`]) with its
+//! [`fx::max_argmax`](crate::fx::max_argmax) ([`Party::max`], [`Party::argmax`], [`Party::max_argmax`]) with its
 //! one-hot variant [`Party::argmax_onehot`].
 
 use crate::Party;
@@ -179,7 +179,7 @@ fn onehot_winners(mut level: Vec<Candidate>, c: &[Share], red: &[Share]) -> Vec<
 }
 
 impl<T: Transport> Party<T> {
-    /// `[x < 0]` (0 or 1) for every `|x| < 2^(fx::CMP_BITS - 1)`: exactly [`fx::ltz`].
+    /// `[x < 0]` (0 or 1) for every `|x| < 2^(fx::CMP_BITS - 1)`: exactly [`fx::ltz`](crate::fx::ltz).
     /// `1 + ceil(log2(CMP_BITS - 1))` = 6 rounds.
     pub fn ltz(&mut self, x: &[Share]) -> Result<Vec<Share>, MeshError> {
         self.ensure(&Demand::ltz(x.len()))?;
@@ -188,7 +188,7 @@ impl<T: Transport> Party<T> {
         Ok(shares(&job.out))
     }
 
-    /// Evaluate a step function ([`fx::StepGuess`]) exactly: every `[x >= t_j]` is
+    /// Evaluate a step function ([`fx::StepGuess`](crate::fx::StepGuess)) exactly: every `[x >= t_j]` is
     /// `1 - ltz(x - t_j)`, all in one batch of comparisons, then a local sum.
     pub fn step_guess(&mut self, x: &[Share], g: &StepGuess) -> Result<Vec<Share>, MeshError> {
         let s = g.steps.len();
@@ -219,7 +219,7 @@ impl<T: Transport> Party<T> {
             .collect())
     }
 
-    /// The comparison tree of [`fx::max_argmax`] over rows of `row_len`.
+    /// The comparison tree of [`fx::max_argmax`](crate::fx::max_argmax) over rows of `row_len`.
     ///
     /// A level's winners `a + c (b - a)` stay at degree 2t: the next level opens its
     /// comparison directly from them (with a zero sharing in the mask) and reduces them in
@@ -249,17 +249,17 @@ impl<T: Transport> Party<T> {
         Ok((shares(&tree.vals), shares(&tree.idx)))
     }
 
-    /// [`fx::max`] of each row (comparison tree, exact): `6 ceil(log2 len) + 1` rounds.
+    /// [`fx::max`](crate::fx::max) of each row (comparison tree, exact): `6 ceil(log2 len) + 1` rounds.
     pub fn max(&mut self, xs: &[Share], row_len: usize) -> Result<Vec<Share>, MeshError> {
         Ok(self.max_tree(xs, row_len, false)?.0)
     }
 
-    /// [`fx::argmax`] of each row as a shared integer index (ties keep the lower index), exact.
+    /// [`fx::argmax`](crate::fx::argmax) of each row as a shared integer index (ties keep the lower index), exact.
     pub fn argmax(&mut self, xs: &[Share], row_len: usize) -> Result<Vec<Share>, MeshError> {
         Ok(self.max_tree(xs, row_len, true)?.1)
     }
 
-    /// [`fx::max_argmax`] of each row: (maxima, indices).
+    /// [`fx::max_argmax`](crate::fx::max_argmax) of each row: (maxima, indices).
     pub fn max_argmax(
         &mut self,
         xs: &[Share],
@@ -268,8 +268,8 @@ impl<T: Transport> Party<T> {
         self.max_tree(xs, row_len, true)
     }
 
-    /// [`fx::argmax`] of a vector of shared logits as a shared one-hot row (and its shared
-    /// index): the comparison tree of [`fx::max_argmax`] (ties keep the lower index), carrying
+    /// [`fx::argmax`](crate::fx::argmax) of a vector of shared logits as a shared one-hot row (and its shared
+    /// index): the comparison tree of [`fx::max_argmax`](crate::fx::max_argmax) (ties keep the lower index), carrying
     /// for each candidate the one-hot row of the group it won. One comparison (6 rounds) and
     /// one degree reduction per level: `7 ceil(log2 L)` rounds.
     pub fn argmax_onehot(&mut self, logits: &[Share]) -> Result<(Vec<Share>, Share), MeshError> {
