@@ -10,6 +10,20 @@ use mesh::fx;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The deviation relative to `want`, times 2^20.
+fn report_relative(name: &str, got: &[i64], want: &[i64]) {
+    let rel: Vec<i64> = got
+        .iter()
+        .zip(want)
+        .map(|(g, &w)| (g - w) * (1 << 20) / w.max(1))
+        .collect();
+    println!(
+        "{name} relative deviation x 2^20: [{}, {}]",
+        rel.iter().min().unwrap(),
+        rel.iter().max().unwrap()
+    );
+}
+
 fn report(name: &str, got: &[i64], want: &[i64]) {
     let d: Vec<i64> = got.iter().zip(want).map(|(g, w)| g - w).collect();
     let (lo, hi) = (d.iter().min().unwrap(), d.iter().max().unwrap());
@@ -19,75 +33,59 @@ fn report(name: &str, got: &[i64], want: &[i64]) {
     );
 }
 
-fn main() {
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let n = 4000;
-    let xs: Vec<i64> = (0..n)
+const N: usize = 4000;
+
+fn measure_exp(rng: &mut ChaCha8Rng) {
+    let xs: Vec<i64> = (0..N)
         .map(|_| rng.gen_range(-(1i64 << 26)..=(1 << 16)))
         .collect();
-    let got = secure(3, 1, 1, &[&xs], n, |p, v| p.exp(&v[0]));
+    let got = secure(3, 1, 1, &[&xs], N, |p, v| p.exp(&v[0]));
     report(
         "exp",
         &got,
         &xs.iter().map(|&x| fx::exp(x)).collect::<Vec<_>>(),
     );
+}
 
-    let ds: Vec<i64> = (0..n)
+fn measure_reciprocal(rng: &mut ChaCha8Rng) {
+    let ds: Vec<i64> = (0..N)
         .map(|_| {
             let e: f64 = rng.gen_range(-4.0..14.0);
             fx::from_f64(2f64.powf(e), fx::FRAC_BITS)
         })
         .collect();
-    let got = secure(3, 1, 2, &[&ds], n, |p, v| p.reciprocal(&v[0]));
-    report(
-        "reciprocal",
-        &got,
-        &ds.iter().map(|&x| fx::reciprocal(x)).collect::<Vec<_>>(),
-    );
-    let rel: Vec<i64> = got
-        .iter()
-        .zip(&ds)
-        .map(|(g, &d)| (g - fx::reciprocal(d)) * (1 << 20) / fx::reciprocal(d).max(1))
-        .collect();
-    println!(
-        "reciprocal relative deviation x 2^20: [{}, {}]",
-        rel.iter().min().unwrap(),
-        rel.iter().max().unwrap()
-    );
+    let got = secure(3, 1, 2, &[&ds], N, |p, v| p.reciprocal(&v[0]));
+    let want: Vec<i64> = ds.iter().map(|&x| fx::reciprocal(x)).collect();
+    report("reciprocal", &got, &want);
+    report_relative("reciprocal", &got, &want);
+}
 
-    let xs: Vec<i64> = (0..n)
+fn measure_rsqrt(rng: &mut ChaCha8Rng) {
+    let xs: Vec<i64> = (0..N)
         .map(|_| {
             let e: f64 = rng.gen_range(-10.0..10.0);
             fx::from_f64(2f64.powf(e), fx::FRAC_BITS).max(1 << 6)
         })
         .collect();
-    let got = secure(3, 1, 3, &[&xs], n, |p, v| p.rsqrt(&v[0]));
-    report(
-        "rsqrt",
-        &got,
-        &xs.iter().map(|&x| fx::rsqrt(x)).collect::<Vec<_>>(),
-    );
-    let rel: Vec<i64> = got
-        .iter()
-        .zip(&xs)
-        .map(|(g, &d)| (g - fx::rsqrt(d)) * (1 << 20) / fx::rsqrt(d).max(1))
-        .collect();
-    println!(
-        "rsqrt relative deviation x 2^20: [{}, {}]",
-        rel.iter().min().unwrap(),
-        rel.iter().max().unwrap()
-    );
+    let got = secure(3, 1, 3, &[&xs], N, |p, v| p.rsqrt(&v[0]));
+    let want: Vec<i64> = xs.iter().map(|&x| fx::rsqrt(x)).collect();
+    report("rsqrt", &got, &want);
+    report_relative("rsqrt", &got, &want);
+}
 
-    let xs: Vec<i64> = (0..n)
+fn measure_silu(rng: &mut ChaCha8Rng) {
+    let xs: Vec<i64> = (0..N)
         .map(|_| rng.gen_range(-(12i64 << 16)..(12 << 16)))
         .collect();
-    let got = secure(3, 1, 4, &[&xs], n, |p, v| p.silu(&v[0]));
+    let got = secure(3, 1, 4, &[&xs], N, |p, v| p.silu(&v[0]));
     report(
         "silu",
         &got,
         &xs.iter().map(|&x| fx::silu(x)).collect::<Vec<_>>(),
     );
+}
 
+fn measure_softmax(rng: &mut ChaCha8Rng) {
     let len = 16;
     let rows = 250;
     let xs: Vec<i64> = (0..rows * len)
@@ -102,7 +100,12 @@ fn main() {
     let got = secure(3, 1, 6, &[&xs], rows * len, |p, v| p.softmax(&v[0], len));
     let want: Vec<i64> = xs.chunks(len).flat_map(fx::softmax).collect();
     report("softmax (len 16, |x| < 4)", &got, &want);
-    for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+    report_over_softmax_bound(&xs, &got, &want, len);
+}
+
+/// The softmax outputs (inputs `|x| < 4`) beyond docs/protocol.md's bound, with their row.
+fn report_over_softmax_bound(xs: &[i64], got: &[i64], want: &[i64], len: usize) {
+    for (k, (g, w)) in got.iter().zip(want).enumerate() {
         let bound = 5 + 2 * len as i64 * w / (1 << 16);
         if (g - w).abs() > bound {
             let row = &xs[k / len * len..(k / len + 1) * len];
@@ -114,7 +117,9 @@ fn main() {
             );
         }
     }
+}
 
+fn measure_rmsnorm(rng: &mut ChaCha8Rng) {
     let len = 64;
     let rows = 60;
     let xs: Vec<i64> = (0..rows * len)
@@ -134,4 +139,15 @@ fn main() {
     let got = secure(3, 1, 8, &[&xs], rows, |p, v| p.rms_inv(&v[0], len, 1e-5));
     let want: Vec<i64> = xs.chunks(len).map(|r| fx::rms_inv(r, 1e-5)).collect();
     report("rms_inv (len 64)", &got, &want);
+}
+
+fn main() {
+    // One generator for all, in this order, so the figures of docs/protocol.md reproduce.
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    measure_exp(&mut rng);
+    measure_reciprocal(&mut rng);
+    measure_rsqrt(&mut rng);
+    measure_silu(&mut rng);
+    measure_softmax(&mut rng);
+    measure_rmsnorm(&mut rng);
 }

@@ -3,8 +3,11 @@
 
 use crate::error::{Endpoint, MeshError};
 use crate::field::Fp;
-use crate::shamir::{Threshold, eval_poly};
-use crate::transport::{ClientLink, Reader, check_frame, frame, push};
+use crate::frame::{Reader, check_frame, frame, push};
+use crate::ids::PartyId;
+use crate::reconstruct::reconstruct_all;
+use crate::shamir::{Share, Threshold, eval_poly};
+use crate::transport::ClientLink;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use zeroize::{Zeroize, Zeroizing};
@@ -81,62 +84,25 @@ impl<L: ClientLink> Client<L> {
     }
 
     /// Receive `count` output shares from every party and reconstruct them as field elements.
-    /// Every party's share is checked to lie on one degree-t polynomial.
+    /// Every party's share is checked to lie on one degree-t polynomial
+    /// ([`crate::reconstruct_all`]).
     pub fn reconstruct_field(&mut self, count: usize) -> Result<Vec<Fp>, MeshError> {
-        let (n, t) = (self.th.n(), self.th.t());
         let round = self.next_round();
-        let mut shares: Vec<Zeroizing<Vec<Fp>>> = Vec::with_capacity(n);
-        for j in 0..n {
-            let mut msg = self.link.recv_from_party(j)?;
-            let payload = check_frame(&msg, round, count, Endpoint::Party(j))?;
-            let mut rd = Reader::new(payload, Endpoint::Party(j));
-            let v = (0..count).map(|_| rd.next()).collect::<Result<Vec<_>, _>>();
+        let mut received: Vec<(PartyId, Vec<Share>)> = Vec::with_capacity(self.th.n());
+        for party in PartyId::all(self.th.n()) {
+            let from = Endpoint::Party(party.index());
+            let mut msg = self.link.recv_from_party(party.index())?;
+            let payload = check_frame(&msg, round, count, from)?;
+            let mut rd = Reader::new(payload, from);
+            let v = (0..count)
+                .map(|_| rd.next().map(Share))
+                .collect::<Result<Vec<_>, _>>();
             msg.zeroize();
-            shares.push(Zeroizing::new(v?));
+            received.push((party, v?));
         }
-        // Interpolate from parties 0..=t; check the others against the same polynomial.
-        let base: Vec<usize> = (0..=t).collect();
-        let lambda0 = self.th.lagrange(&base)?;
-        let checks: Vec<Vec<Fp>> = (t + 1..n)
-            .map(|k| {
-                // Lagrange coefficients evaluating at point k+1 from points 1..=t+1.
-                let x = Fp::from(k as u64 + 1);
-                base.iter()
-                    .map(|&i| {
-                        let xi = Fp::from(i as u64 + 1);
-                        let mut num = Fp::ONE;
-                        let mut den = Fp::ONE;
-                        for &j in &base {
-                            if j != i {
-                                let xj = Fp::from(j as u64 + 1);
-                                num *= x - xj;
-                                den *= xi - xj;
-                            }
-                        }
-                        num * den.inv().unwrap_or(Fp::ZERO)
-                    })
-                    .collect()
-            })
-            .collect();
-        let mut out = Vec::with_capacity(count);
-        #[allow(clippy::needless_range_loop)] // `e` indexes every party's share vector
-        for e in 0..count {
-            let mut v = Fp::ZERO;
-            for (r, &i) in base.iter().enumerate() {
-                v += lambda0[r] * shares[i][e];
-            }
-            for (c, k) in checks.iter().zip(t + 1..n) {
-                let mut at = Fp::ZERO;
-                for (r, &i) in base.iter().enumerate() {
-                    at += c[r] * shares[i][e];
-                }
-                if at != shares[k][e] {
-                    return Err(MeshError::Inconsistent(e));
-                }
-            }
-            out.push(v);
-        }
-        Ok(out)
+        let views: Vec<(PartyId, &[Share])> =
+            received.iter().map(|(p, v)| (*p, v.as_slice())).collect();
+        reconstruct_all(&self.th, &views)
     }
 
     /// Receive and reconstruct `count` outputs as signed 64-bit integers (fixed-point raw

@@ -139,10 +139,41 @@ pub enum MeshError {
     /// The round was stopped on purpose before it completed (the session was paused).
     #[error("the round was interrupted: the session is pausing")]
     Interrupted,
-    /// Shares received for reconstruction do not lie on one polynomial of the expected degree.
-    #[error("inconsistent shares for output element {0}")]
-    Inconsistent(usize),
+    /// Shares received for reconstruction do not lie on one polynomial of degree t: the share
+    /// of party `party` (0-based index) for element `element` is off the polynomial through the
+    /// others (or, when one wrong share cannot be told apart, through the first t+1 received).
+    #[error(
+        "inconsistent shares for output element {element}: the share of party index {party} is not on the degree-t polynomial of the others"
+    )]
+    Inconsistent {
+        /// The element (position in the output vector).
+        element: usize,
+        /// 0-based index of the party whose share disagrees.
+        party: usize,
+    },
+    /// Fewer parties' shares than a reconstruction needs.
+    #[error("shares from {got} parties, need at least {need} (t + 1) to reconstruct")]
+    TooFewShares {
+        /// Parties whose shares were given.
+        got: usize,
+        /// Parties needed.
+        need: usize,
+    },
     /// A reconstructed value does not fit the requested integer type.
     #[error("reconstructed value does not fit in 64 bits (element {0})")]
     Overflow(usize),
+}
+
+/// `Ok` when two lengths that must agree do; otherwise the [`MeshError::LengthMismatch`]
+/// naming `what`.
+pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), MeshError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(MeshError::LengthMismatch {
+            what,
+            expected,
+            got,
+        })
+    }
 }

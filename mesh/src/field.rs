@@ -267,6 +267,13 @@ impl Acc {
 /// Lagrange coefficients `lambda_i` with `f(0) = sum lambda_i f(x_i)` for every polynomial of
 /// degree `< points.len()`; `points` are distinct public evaluation points.
 pub(crate) fn lagrange_at_zero(points: &[u64]) -> Vec<Fp> {
+    let points: Vec<Fp> = points.iter().map(|&x| Fp::from(x)).collect();
+    lagrange_at(&points, Fp::ZERO)
+}
+
+/// Lagrange coefficients `lambda_i` with `f(x) = sum lambda_i f(x_i)` for every polynomial of
+/// degree `< points.len()`; `points` are distinct public evaluation points.
+pub(crate) fn lagrange_at(points: &[Fp], x: Fp) -> Vec<Fp> {
     points
         .iter()
         .enumerate()
@@ -275,11 +282,11 @@ pub(crate) fn lagrange_at_zero(points: &[u64]) -> Vec<Fp> {
             let mut den = Fp::ONE;
             for (j, &xj) in points.iter().enumerate() {
                 if i != j {
-                    num *= Fp::from(xj);
-                    den *= Fp::from(xj) - Fp::from(xi);
+                    num *= x - xj;
+                    den *= xi - xj;
                 }
             }
-            // Points are distinct and non-zero (checked by callers), so den != 0.
+            // Points are distinct (checked by callers), so den != 0.
             num * den.inv().unwrap_or(Fp::ZERO)
         })
         .collect()

@@ -9,24 +9,35 @@
 //! - [`field`]: F_p with p = 2^127 - 1; lazy reduction for sums of products.
 //! - [`shamir`]: the `(n, t)` [`Threshold`], the share types [`Share`] (degree t) and [`Wide`]
 //!   (degree 2t, a local product), dealing and reconstruction.
+//! - `params`: the security parameter [`KAPPA`] and every bit width (truncation and comparison
+//!   inputs, comparison bits, mask widths).
+//! - `frame`: the wire framing of MPC messages (build, check, read), sealed off from the
+//!   protocols.
 //! - [`transport`]: the [`Transport`] trait (one call = one communication round), the client's
-//!   [`ClientLink`], the wire frame, and the [`Counters`] (rounds, messages, elements, bytes).
+//!   [`ClientLink`], and the [`Counters`] (rounds, messages, elements, bytes).
 //! - [`memory`]: an in-memory transport (one thread per party) and the test harness
 //!   [`memory::run_parties`] / [`memory::run_with_client`].
 //! - [`net`]: the libp2p mesh: how devices find and admit each other, and the networked
 //!   `Transport` / `ClientLink` that carry the same rounds.
-//! - [`Party`] (module `party`): one party's context (transport, preprocessing pool,
-//!   counters) and the basic protocols: [`Party::mul`], [`Party::mul_trunc`],
-//!   [`Party::dot_trunc`], [`Party::trunc`], [`Party::reduce`], [`Party::reduce_trunc`],
-//!   [`Party::open`], [`Party::input_from_client`], [`Party::open_to_client`].
-//! - `protocols`: the multi-round protocols as jobs that can share rounds: degree reduction,
-//!   fused truncation, the LTZ comparison, SiLU's powers.
-//! - `nonlinear`: [`Party::ltz`], [`Party::max`], [`Party::argmax`], [`Party::exp`],
-//!   [`Party::reciprocal`], [`Party::rsqrt`], [`Party::silu`], [`Party::softmax`],
-//!   [`Party::rms_inv`], [`Party::rmsnorm`] — each exactly the `fx` function, step for step.
-//! - [`prep`]: the preprocessing pool and its dealer-free generation (random bits, truncation
-//!   masks, comparison material), with a [`Demand`] per protocol to fill it ahead of time.
-//! - [`Client`] (module `client`): the data owner's endpoint: `share_input`, `reconstruct`.
+//! - `round`: the round engine: one round resharing and opening at once, the jobs that share
+//!   rounds, the round numbers and the counters' bookkeeping.
+//! - `protocols/`: the multi-round protocols as jobs: degree reduction (`mul`), fused
+//!   truncation (`trunc`), the LTZ comparison (`ltz`), SiLU's powers (`powers`).
+//! - [`prep`] (`prep/`): the [`Demand`] of every protocol (`demand`), the preprocessing pool
+//!   (`pool`) and its dealer-free generation (`generate`).
+//! - [`Party`] (module `party`): one party: its round engine, its pool, and the basic
+//!   protocols: [`Party::mul`], [`Party::mul_trunc`], [`Party::dot_trunc`], [`Party::trunc`],
+//!   [`Party::reduce`], [`Party::reduce_trunc`], [`Party::open`], [`Party::input_from_client`],
+//!   [`Party::open_to_client`].
+//! - `nonlinear/`: comparisons (`compare`: [`Party::ltz`], [`Party::max`], [`Party::argmax`],
+//!   [`Party::max_argmax`], [`Party::argmax_onehot`]) and approximations (`approx`:
+//!   [`Party::exp`], [`Party::reciprocal`], [`Party::rsqrt`], [`Party::silu`],
+//!   [`Party::softmax`], [`Party::rms_inv`], [`Party::rmsnorm`]) — each exactly the `fx`
+//!   function, step for step.
+//! - [`reconstruct_all`] (module `reconstruct`): the one reconstruction routine; it checks that
+//!   every received share lies on one degree-t polynomial.
+//! - [`Client`] (module `client`): the data owner's endpoint: `share_input`, `reconstruct`
+//!   (through [`reconstruct_all`]).
 //!
 //! `docs/protocol.md` describes the protocols, their rounds and error bounds, and the threat
 //! model.
@@ -55,14 +66,19 @@
 pub mod client;
 pub mod error;
 pub mod field;
+mod frame;
 pub mod fx;
 mod ids;
 pub mod memory;
 pub mod net;
 mod nonlinear;
+mod params;
 mod party;
 pub mod prep;
 mod protocols;
+mod reconstruct;
+mod round;
+mod secret;
 pub mod shamir;
 pub mod transport;
 
@@ -73,7 +89,9 @@ pub use client::Client;
 pub use error::{Endpoint, MeshError, MessageError};
 pub use field::Fp;
 pub use ids::{PartyId, Round};
-pub use party::{KAPPA, Party};
+pub use params::KAPPA;
+pub use party::Party;
 pub use prep::Demand;
+pub use reconstruct::reconstruct_all;
 pub use shamir::{Share, Threshold, Wide};
 pub use transport::{ClientLink, Counters, PhaseCounters, Transport};

@@ -16,7 +16,8 @@
 
 use crate::field::Fp;
 use crate::memory::run_with_client;
-use crate::party::{Fault, View};
+use crate::protocols::trunc::Fault;
+use crate::round::View;
 use crate::shamir::{Share, Threshold, deal};
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
@@ -199,7 +200,7 @@ fn collect(n: usize, t: usize, seed: u64, runs: u64, input: &[i64], fault: Fault
             },
             |p| {
                 if p.index() < t {
-                    p.view = Some(View::default());
+                    p.engine.view = Some(View::default());
                 }
                 p.fault = fault;
                 p.set_preprocessing_batch(1);
@@ -207,7 +208,7 @@ fn collect(n: usize, t: usize, seed: u64, runs: u64, input: &[i64], fault: Fault
                 let s = p.softmax(&x, ROW).expect("softmax");
                 let a = p.argmax(&s, ROW).expect("argmax");
                 p.open_to_client(&a).expect("output");
-                p.view.take()
+                p.engine.view.take()
             },
         )
         .expect("mesh");

@@ -1,19 +1,13 @@
 //! How parties talk: the [`Transport`] trait (one call = one communication round), the
-//! client's [`ClientLink`], the wire frame every message uses, and the [`Counters`].
+//! client's [`ClientLink`], and the [`Counters`] of what was sent.
 //!
-//! Transports move opaque byte messages; the protocol layer ([`crate::Party`]) frames them, so
-//! the counters and the checks on a peer's message are the same whatever carries the bytes.
-//!
-//! Frame: `version: u8 | round: u32 LE | count: u32 LE | count x 16-byte LE field elements`.
-//! A receiver checks all four against what the protocol step expects before using anything.
+//! Transports move opaque byte messages; the protocol layer ([`crate::Party`]) frames them
+//! (module `frame`, whose constants are re-exported here), so the counters and the checks on a
+//! peer's message are the same whatever carries the bytes.
 
-use crate::error::{Endpoint, MeshError, MessageError};
-use crate::field::{ELEMENT_BYTES, Fp};
+use crate::error::MeshError;
 
-/// Wire-format version byte.
-pub const WIRE_VERSION: u8 = 1;
-/// Frame header bytes.
-pub const HEADER_BYTES: usize = 9;
+pub use crate::frame::{HEADER_BYTES, WIRE_VERSION};
 
 /// A party's link to the other parties and to the client. Blocking: a protocol thread waits in
 /// [`Transport::exchange`] until every expected message has arrived (or a deadline passes).
@@ -97,95 +91,5 @@ impl Counters {
             offline: self.offline.since(&earlier.offline),
             client: self.client.since(&earlier.client),
         }
-    }
-}
-
-/// Start a frame for `count` elements.
-pub(crate) fn frame(round: u32, count: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity(HEADER_BYTES + count * ELEMENT_BYTES);
-    v.push(WIRE_VERSION);
-    v.extend_from_slice(&round.to_le_bytes());
-    v.extend_from_slice(&(count as u32).to_le_bytes());
-    v
-}
-
-#[inline(always)]
-pub(crate) fn push(frame: &mut Vec<u8>, x: Fp) {
-    frame.extend_from_slice(&x.to_le_bytes());
-}
-
-/// Check a frame's header and length against what the step expects; returns its payload.
-pub(crate) fn check_frame(
-    msg: &[u8],
-    round: u32,
-    count: usize,
-    from: Endpoint,
-) -> Result<&[u8], MeshError> {
-    let err = |error| MeshError::Malformed { from, error };
-    if msg.len() < HEADER_BYTES {
-        return Err(err(MessageError::Short(msg.len())));
-    }
-    if msg[0] != WIRE_VERSION {
-        return Err(err(MessageError::Version(msg[0])));
-    }
-    let got_round = u32::from_le_bytes([msg[1], msg[2], msg[3], msg[4]]);
-    if got_round != round {
-        return Err(err(MessageError::Sequence {
-            expected: round,
-            got: got_round,
-        }));
-    }
-    let got_count = u32::from_le_bytes([msg[5], msg[6], msg[7], msg[8]]) as usize;
-    if got_count != count {
-        return Err(err(MessageError::Count {
-            expected: count,
-            got: got_count,
-        }));
-    }
-    let expected = HEADER_BYTES + count * ELEMENT_BYTES;
-    if msg.len() != expected {
-        return Err(err(MessageError::Length {
-            expected,
-            got: msg.len(),
-        }));
-    }
-    Ok(&msg[HEADER_BYTES..])
-}
-
-/// Reads canonical elements from a checked payload.
-pub(crate) struct Reader<'a> {
-    payload: &'a [u8],
-    pos: usize,
-    from: Endpoint,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(payload: &'a [u8], from: Endpoint) -> Reader<'a> {
-        Reader {
-            payload,
-            pos: 0,
-            from,
-        }
-    }
-
-    /// The next element. The payload length was checked, so running past the end is a bug in
-    /// the caller's count; it is still reported as a malformed message rather than a panic.
-    #[inline(always)]
-    pub(crate) fn next(&mut self) -> Result<Fp, MeshError> {
-        let i = self.pos;
-        let bytes = self
-            .payload
-            .get(i * ELEMENT_BYTES..(i + 1) * ELEMENT_BYTES)
-            .ok_or(MeshError::Malformed {
-                from: self.from,
-                error: MessageError::Short(self.payload.len()),
-            })?;
-        let mut b = [0u8; ELEMENT_BYTES];
-        b.copy_from_slice(bytes);
-        self.pos += 1;
-        Fp::from_le_bytes(b).ok_or(MeshError::Malformed {
-            from: self.from,
-            error: MessageError::NonCanonical(i),
-        })
     }
 }

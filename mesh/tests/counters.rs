@@ -180,3 +180,19 @@ fn rounds_of_composite_functions() {
         assert_eq!(r, vec![11, 14, 14, 7, 19, 19, 45, 17]);
     }
 }
+
+#[test]
+fn rounds_of_argmax_onehot() {
+    // Per level one comparison (6 rounds) and one degree reduction: 3 levels x 7 for 8 logits.
+    let rounds = run_parties(3, 1, 4, |p| {
+        let x: Vec<Share> = (1..=8).map(|v| Share::public(v << 14)).collect();
+        p.preprocess(&Demand::ltz(7)).unwrap();
+        let c0 = p.counters();
+        p.argmax_onehot(&x).unwrap();
+        let d = p.counters().since(&c0);
+        assert_eq!(d.offline, PhaseCounters::default());
+        d.online.rounds
+    })
+    .unwrap();
+    assert_eq!(rounds, vec![21, 21, 21]);
+}

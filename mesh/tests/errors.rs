@@ -260,6 +260,12 @@ fn client_detects_inconsistent_shares() {
             },
         )
         .unwrap();
-        assert_eq!(res, Err(MeshError::Inconsistent(1)));
+        assert_eq!(
+            res,
+            Err(MeshError::Inconsistent {
+                element: 1,
+                party: n - 1
+            })
+        );
     }
 }

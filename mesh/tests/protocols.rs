@@ -154,6 +154,28 @@ proptest! {
             prop_assert_eq!(got[2 * rows + r], i as i64);
         }
     }
+
+    #[test]
+    fn argmax_onehot_is_fx_argmax(
+        (n, t) in config(),
+        seed in any::<u64>(),
+        vals in prop::collection::vec(-6i64..6, 1..20),
+        scale in prop::sample::select(vec![1i64, 1 << 16, 1 << 26]),
+    ) {
+        // Few distinct values so ties are common (the lower index must win, as in fx).
+        let x: Vec<i64> = vals.iter().map(|v| v * scale).collect();
+        let l = x.len();
+        let got = secure(n, t, seed, &[&x], l + 1, |p, v| {
+            let (mut row, index) = p.argmax_onehot(&v[0])?;
+            row.push(index);
+            Ok(row)
+        });
+        let want = fx::argmax(&x);
+        for (j, &g) in got[..l].iter().enumerate() {
+            prop_assert_eq!(g, i64::from(j == want), "row entry {}", j);
+        }
+        prop_assert_eq!(got[l], want as i64);
+    }
 }
 
 proptest! {

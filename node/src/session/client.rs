@@ -321,7 +321,7 @@ impl<C: ClientIo> ClientSession<'_, C> {
             }
             got.retain(|p, _| self.live.contains(p));
             let Some(&p) = self.live.iter().find(|p| !got.contains_key(p)) else {
-                return reconstruct(self.th, &got, count);
+                return reconstruct(self.th, &got);
             };
             let session = frame_session(&self.key, Stream::Output(epoch));
             let slice = Instant::now() + RECV_SLICE;
@@ -485,56 +485,8 @@ fn describe(f: &super::io::Failure) -> String {
 fn reconstruct(
     th: Threshold,
     got: &BTreeMap<PartyId, Vec<Share>>,
-    count: usize,
 ) -> Result<Vec<i128>, SessionError> {
     let parties: Vec<(PartyId, &[Share])> = got.iter().map(|(p, v)| (*p, v.as_slice())).collect();
-    let values = reconstruct_checked(&th, &parties, count)?;
+    let values = mesh::reconstruct_all(&th, &parties)?;
     Ok(values.iter().map(|v| v.to_i128()).collect())
-}
-
-/// Interpolates from the first t+1 parties; every other party's share must give the same
-/// secret together with the first t (the degree-t polynomial through t points and the secret
-/// is unique, so a share off the polynomial changes the secret).
-fn reconstruct_checked(
-    th: &Threshold,
-    parties: &[(PartyId, &[Share])],
-    count: usize,
-) -> Result<Vec<Fp>, mesh::MeshError> {
-    let t = th.t();
-    if parties.len() < t + 1 || parties.iter().any(|(_, v)| v.len() != count) {
-        return Err(mesh::MeshError::LengthMismatch {
-            what: "output shares",
-            expected: count,
-            got: parties.len(),
-        });
-    }
-    let base: Vec<usize> = parties[..=t].iter().map(|(p, _)| p.index()).collect();
-    let lambda = th.lagrange(&base)?;
-    let checks: Vec<Vec<Fp>> = parties[t + 1..]
-        .iter()
-        .map(|(p, _)| {
-            let mut set = base[..t].to_vec();
-            set.push(p.index());
-            th.lagrange(&set)
-        })
-        .collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(count);
-    for e in 0..count {
-        let at = |set: &mut dyn Iterator<Item = &(PartyId, &[Share])>, l: &[Fp]| {
-            set.zip(l).fold(Fp::ZERO, |acc, ((_, v), c)| {
-                acc + Fp::from_le_bytes(v[e].to_le_bytes()).unwrap_or(Fp::ZERO) * *c
-            })
-        };
-        let secret = at(&mut parties[..=t].iter(), &lambda);
-        for (k, l) in checks.iter().enumerate() {
-            let mut set = parties[..t]
-                .iter()
-                .chain(std::iter::once(&parties[t + 1 + k]));
-            if at(&mut set, l) != secret {
-                return Err(mesh::MeshError::Inconsistent(e));
-            }
-        }
-        out.push(secret);
-    }
-    Ok(out)
 }

@@ -368,8 +368,11 @@ impl<F: PartyIo> PartySession<F> {
             out.extend_from_slice(&logits);
         }
         if g.selection == Selection::ArgmaxInMpc {
-            let (row, index) =
-                models::secure::argmax_onehot(&mut run.party, &logits).map_err(engine_error)?;
+            let (row, index) = run
+                .party
+                .argmax_onehot(&logits)
+                .map_err(SecureError::from)
+                .map_err(engine_error)?;
             out.push(index);
             if unit + 1 < g.units() {
                 run.checkpoints.insert(unit + 1, row);
