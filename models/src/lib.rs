@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod engine;
 pub mod error;
 pub mod fixed;
+pub mod forward;
 pub mod generate;
 pub mod model;
 pub mod reference;
