@@ -184,6 +184,79 @@ fn to_shares(v: &[u128]) -> Vec<Share> {
         .collect()
 }
 
+/// Check a share file's header against this quorum and party (`index` 0-based); returns the
+/// model's shape.
+fn check_header(h: &ShareHeader, th: Threshold, index: usize) -> Result<Config, SecureError> {
+    if usize::from(h.n) != th.n() || usize::from(h.t) != th.t() {
+        return Err(SecureError::Mismatch(format!(
+            "share file is for a ({}, {}) quorum, this quorum is ({}, {}); use the share files of this provisioning",
+            h.n,
+            h.t,
+            th.n(),
+            th.t()
+        )));
+    }
+    if usize::from(h.party) != index + 1 {
+        return Err(SecureError::Mismatch(format!(
+            "share file belongs to party {}, this node is party {}",
+            h.party,
+            index + 1
+        )));
+    }
+    if u32::from(h.frac_bits) != fx::FRAC_BITS {
+        return Err(SecureError::Mismatch(format!(
+            "share file uses {} fractional bits, this sotto uses {}; re-provision",
+            h.frac_bits,
+            fx::FRAC_BITS
+        )));
+    }
+    let c = config_of(&h.shape);
+    let shape_ok = c.dim > 0
+        && c.n_heads > 0
+        && c.n_kv_heads > 0
+        && c.dim % c.n_heads == 0
+        && c.n_heads % c.n_kv_heads == 0
+        && c.head_size() % 2 == 0;
+    if !shape_ok {
+        return Err(SecureError::Mismatch(format!(
+            "impossible model shape {:?}",
+            h.shape
+        )));
+    }
+    Ok(c)
+}
+
+/// The payload tensors in [`TENSORS`] order, each checked against the size `c` implies.
+fn payload_tensors<'a>(file: &'a ShareFile, c: &Config) -> Result<Vec<&'a [u128]>, SecureError> {
+    let (dim, hidden, kv, layers, vocab) =
+        (c.dim, c.hidden_dim, c.kv_dim(), c.n_layers, c.vocab_size);
+    let want: [usize; 9] = [
+        vocab * dim,
+        layers * dim * dim,
+        layers * kv * dim,
+        layers * kv * dim,
+        layers * dim * dim,
+        layers * hidden * dim,
+        layers * dim * hidden,
+        layers * hidden * dim,
+        vocab * dim,
+    ];
+    let mut t: Vec<&[u128]> = Vec::with_capacity(9);
+    for (name, len) in TENSORS.iter().zip(want) {
+        let v = file
+            .tensor(name)
+            .ok_or_else(|| SecureError::Mismatch(format!("share file has no tensor `{name}`")))?;
+        if v.len() != len {
+            return Err(SecureError::Mismatch(format!(
+                "tensor `{name}` has {} elements, the model shape needs {len}",
+                v.len()
+            )));
+        }
+        t.push(v);
+    }
+    Ok(t)
+}
+
 impl PartyModel {
     /// Arrange a share file for party `index` (0-based) of a quorum with threshold `th`.
     /// Refuses a file made for another party, another `(n, t)`, another number format, or with
@@ -194,68 +267,16 @@ impl PartyModel {
         index: usize,
     ) -> Result<Self, SecureError> {
         let h = &file.header;
-        if usize::from(h.n) != th.n() || usize::from(h.t) != th.t() {
-            return Err(SecureError::Mismatch(format!(
-                "share file is for a ({}, {}) quorum, this quorum is ({}, {}); use the share files of this provisioning",
-                h.n,
-                h.t,
-                th.n(),
-                th.t()
-            )));
-        }
-        if usize::from(h.party) != index + 1 {
-            return Err(SecureError::Mismatch(format!(
-                "share file belongs to party {}, this node is party {}",
-                h.party,
-                index + 1
-            )));
-        }
-        if u32::from(h.frac_bits) != fx::FRAC_BITS {
-            return Err(SecureError::Mismatch(format!(
-                "share file uses {} fractional bits, this sotto uses {}; re-provision",
-                h.frac_bits,
-                fx::FRAC_BITS
-            )));
-        }
-        let c = config_of(&h.shape);
-        let shape_ok = c.dim > 0
-            && c.n_heads > 0
-            && c.n_kv_heads > 0
-            && c.dim % c.n_heads == 0
-            && c.n_heads % c.n_kv_heads == 0
-            && c.head_size() % 2 == 0;
-        if !shape_ok {
-            return Err(SecureError::Mismatch(format!(
-                "impossible model shape {:?}",
-                h.shape
-            )));
-        }
+        let c = check_header(h, th, index)?;
+        let t = payload_tensors(file, &c)?;
+        Ok(Self::arrange(h, c, &t))
+    }
+
+    /// Arrange the payload tensors (in [`TENSORS`] order) for the forward pass: the embedding
+    /// transposed, per layer `[wq; wk; wv]` and `[w1; w3]` stacked.
+    fn arrange(h: &ShareHeader, c: Config, t: &[&[u128]]) -> Self {
         let (dim, hidden, kv, layers, vocab) =
             (c.dim, c.hidden_dim, c.kv_dim(), c.n_layers, c.vocab_size);
-        let want: [usize; 9] = [
-            vocab * dim,
-            layers * dim * dim,
-            layers * kv * dim,
-            layers * kv * dim,
-            layers * dim * dim,
-            layers * hidden * dim,
-            layers * dim * hidden,
-            layers * hidden * dim,
-            vocab * dim,
-        ];
-        let mut t: Vec<&[u128]> = Vec::with_capacity(9);
-        for (name, len) in TENSORS.iter().zip(want) {
-            let v = file.tensor(name).ok_or_else(|| {
-                SecureError::Mismatch(format!("share file has no tensor `{name}`"))
-            })?;
-            if v.len() != len {
-                return Err(SecureError::Mismatch(format!(
-                    "tensor `{name}` has {} elements, the model shape needs {len}",
-                    v.len()
-                )));
-            }
-            t.push(v);
-        }
         let emb = to_shares(t[0]);
         let mut embedding_t = Vec::with_capacity(emb.len());
         for j in 0..dim {
@@ -279,7 +300,7 @@ impl PartyModel {
             w13.push(m);
             w2.push(layer(t[6], l, dim * hidden));
         }
-        Ok(PartyModel {
+        PartyModel {
             header: h.clone(),
             config: c,
             embedding_t,
@@ -288,7 +309,7 @@ impl PartyModel {
             w13,
             w2,
             classifier: to_shares(t[8]),
-        })
+        }
     }
 
     /// The model's public shape.
