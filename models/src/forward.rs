@@ -3,12 +3,12 @@
 //! [`forward`] holds the model's wiring (embedding; per layer RMSNorm -> QKV -> RoPE ->
 //! attention over the KV cache -> softmax -> output projection -> RMSNorm -> SwiGLU; final norm,
 //! classifier). An [`FxBackend`] supplies the operations on values in the `mesh::fx` activation
-//! format: the plaintext twin ([`crate::FixedEngine`]: integers, domain checks, statistics) and
-//! the secure engine ([`crate::secure::SecureEngine`]: Shamir shares over a `mesh::Party`).
+//! format: the plaintext twin (`models::FixedEngine`: integers, domain checks, statistics) and
+//! the secure engine (`models::secure::SecureEngine`: Shamir shares over a `mesh::Party`).
 //!
-//! Each backend operation is one batched step: for the secure backend every call below is the
-//! same sequence of protocol calls (and so the same rounds and bytes) as before the pass was
-//! shared, e.g. the scores of every head in one truncation, q/k/v with RoPE in one. Changing an
+//! Each backend operation is one batched step, so the rounds of the secure engine are fixed
+//! here: several multiplications share one round (the scores of every head in one truncation,
+//! q/k/v with RoPE in one, w1 and w3 in one projection); splitting a step costs rounds. Changing an
 //! approximation or the wiring is therefore one edit here, and a difference between the twin and
 //! the secure engine is a bug in a backend, not a tolerance. `docs/numerics.md` describes the
 //! numerics (weight folding, truncations, domains).
@@ -21,7 +21,7 @@ use crate::engine::rope_cos_sin;
 /// RMSNorm epsilon (llama2.c).
 pub(crate) const RMS_EPS: f32 = 1e-5;
 
-/// A weight matrix of the folded model (see [`crate::FixedWeights`]), applied by
+/// A weight matrix of the folded model (see `FixedWeights`), applied by
 /// [`FxBackend::linear`] as `trunc(W x, FRAC_BITS)` row by row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Matrix {
