@@ -339,10 +339,11 @@ impl Engine for FixedEngine {
             cache: &mut self.cache,
             stats: &mut self.stats,
         };
-        let logits =
-            forward::forward(&mut pass, &token, pos, true)?.ok_or(EngineError::Unsupported {
+        let logits = forward::forward(&mut pass, &token, pos, true)?.ok_or_else(|| {
+            EngineError::Unsupported {
                 reason: "the forward pass returned no logits".into(),
-            })?;
+            }
+        })?;
         self.logits_raw = logits;
         for (f, &r) in self.logits.iter_mut().zip(&self.logits_raw) {
             *f = fx::to_f32(r);
