@@ -51,6 +51,67 @@ pub struct Config {
     pub shared_classifier: bool,
 }
 
+/// The header's seven values as magnitudes, each positive and at most 2^20 (`vocab_size`'s
+/// sign only says whether the classifier is shared).
+fn header_magnitudes(
+    raw: [i32; 7],
+    bad: impl Fn(&'static str, i64, &'static str) -> LoadError,
+) -> Result<[usize; 7], LoadError> {
+    let names = [
+        "dim",
+        "hidden_dim",
+        "n_layers",
+        "n_heads",
+        "n_kv_heads",
+        "vocab_size",
+        "seq_len",
+    ];
+    let mut v = [0usize; 7];
+    for (i, (&r, name)) in raw.iter().zip(names).enumerate() {
+        // vocab_size's sign only says whether the classifier is shared.
+        let magnitude = if i == 5 {
+            i64::from(r).abs()
+        } else {
+            i64::from(r)
+        };
+        if magnitude <= 0 {
+            return Err(bad(name, r.into(), "must be positive"));
+        }
+        if magnitude > MAX_HEADER_VALUE as i64 {
+            return Err(bad(name, r.into(), "exceeds the limit of 2^20"));
+        }
+        v[i] = magnitude as usize;
+    }
+    Ok(v)
+}
+
+/// Refuse head counts that do not split `dim` into even-sized heads grouped evenly.
+fn check_heads(
+    dim: usize,
+    n_heads: usize,
+    n_kv_heads: usize,
+    bad: impl Fn(&'static str, i64, &'static str) -> LoadError,
+) -> Result<(), LoadError> {
+    if dim % n_heads != 0 {
+        return Err(bad("dim", dim as i64, "not divisible by n_heads"));
+    }
+    if (dim / n_heads) % 2 != 0 {
+        return Err(bad(
+            "dim",
+            dim as i64,
+            "head size (dim / n_heads) must be even for RoPE",
+        ));
+    }
+    if n_kv_heads > n_heads || n_heads % n_kv_heads != 0 {
+        return Err(bad(
+            "n_kv_heads",
+            n_kv_heads as i64,
+            "n_heads is not a multiple of n_kv_heads",
+        ));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Width of one attention head.
     pub fn head_size(&self) -> usize {
@@ -75,31 +136,6 @@ impl Config {
             value,
             reason,
         };
-        let names = [
-            "dim",
-            "hidden_dim",
-            "n_layers",
-            "n_heads",
-            "n_kv_heads",
-            "vocab_size",
-            "seq_len",
-        ];
-        let mut v = [0usize; 7];
-        for (i, (&r, name)) in raw.iter().zip(names).enumerate() {
-            // vocab_size's sign only says whether the classifier is shared.
-            let magnitude = if i == 5 {
-                i64::from(r).abs()
-            } else {
-                i64::from(r)
-            };
-            if magnitude <= 0 {
-                return Err(bad(name, r.into(), "must be positive"));
-            }
-            if magnitude > MAX_HEADER_VALUE as i64 {
-                return Err(bad(name, r.into(), "exceeds the limit of 2^20"));
-            }
-            v[i] = magnitude as usize;
-        }
         let [
             dim,
             hidden_dim,
@@ -108,24 +144,8 @@ impl Config {
             n_kv_heads,
             vocab_size,
             seq_len,
-        ] = v;
-        if dim % n_heads != 0 {
-            return Err(bad("dim", dim as i64, "not divisible by n_heads"));
-        }
-        if (dim / n_heads) % 2 != 0 {
-            return Err(bad(
-                "dim",
-                dim as i64,
-                "head size (dim / n_heads) must be even for RoPE",
-            ));
-        }
-        if n_kv_heads > n_heads || n_heads % n_kv_heads != 0 {
-            return Err(bad(
-                "n_kv_heads",
-                n_kv_heads as i64,
-                "n_heads is not a multiple of n_kv_heads",
-            ));
-        }
+        ] = header_magnitudes(raw, bad)?;
+        check_heads(dim, n_heads, n_kv_heads, bad)?;
         let config = Config {
             dim,
             hidden_dim,
@@ -136,14 +156,20 @@ impl Config {
             seq_len,
             shared_classifier: raw[5] > 0,
         };
+        config.check_sizes(path)?;
+        Ok(config)
+    }
+
+    /// Refuse a header whose KV cache or checkpoint would exceed the size limits.
+    fn check_sizes(&self, path: &Path) -> Result<(), LoadError> {
         let too_large = |what: &'static str, limit: u64| LoadError::TooLarge {
             path: path.to_path_buf(),
             what,
             limit,
         };
-        let kv = (n_layers as u64)
-            .checked_mul(seq_len as u64)
-            .and_then(|x| x.checked_mul(config.kv_dim() as u64))
+        let kv = (self.n_layers as u64)
+            .checked_mul(self.seq_len as u64)
+            .and_then(|x| x.checked_mul(self.kv_dim() as u64))
             .filter(|&x| x <= MAX_KV_CACHE_ENTRIES);
         if kv.is_none() {
             return Err(too_large(
@@ -151,13 +177,13 @@ impl Config {
                 MAX_KV_CACHE_ENTRIES,
             ));
         }
-        if config.file_bytes().is_none() {
+        if self.file_bytes().is_none() {
             return Err(too_large(
                 "the checkpoint size implied by the header",
                 MAX_CHECKPOINT_BYTES,
             ));
         }
-        Ok(config)
+        Ok(())
     }
 
     /// Element counts of the tensors in file order (`None` on overflow).

@@ -1,12 +1,9 @@
 //! The [`Engine`] trait both plaintext engines implement, so the CLI, the tests and the
-//! benches drive them the same way, and [`EngineKind`] to pick one by name.
+//! benches drive them the same way, and [`EngineKind`] to pick one by name (built by
+//! `EngineKind::build`, in the `select` module, so this module depends on no engine).
 
-use std::sync::Arc;
-
-use crate::checkpoint::{Checkpoint, Config};
+use crate::checkpoint::Config;
 use crate::error::EngineError;
-use crate::fixed::{FixedEngine, FixedWeights};
-use crate::reference::F32Engine;
 
 /// A transformer forward pass with its own KV cache.
 pub trait Engine {
@@ -53,16 +50,6 @@ impl EngineKind {
             EngineKind::F32 => "f32",
             EngineKind::Fixed => "fixed",
         }
-    }
-
-    /// Build an engine of this kind for `checkpoint`.
-    pub fn build(self, checkpoint: &Arc<Checkpoint>) -> Result<Box<dyn Engine>, EngineError> {
-        Ok(match self {
-            EngineKind::F32 => Box::new(F32Engine::new(Arc::clone(checkpoint))),
-            EngineKind::Fixed => Box::new(FixedEngine::new(Arc::new(
-                FixedWeights::from_checkpoint(checkpoint)?,
-            ))?),
-        })
     }
 }
 

@@ -3,7 +3,8 @@
 //! Every number is a `mesh::fx` fixed-point integer and every operation is a `mesh::fx`
 //! function or one of the steps MPC can do: a local linear operation, a product of two secret
 //! values followed by exactly one truncation (`fx::trunc` of an i128), or a comparison. The
-//! secure engine will mirror [`FixedEngine::forward`] step for step; `docs/numerics.md`
+//! forward pass itself is [`crate::forward::forward`], shared with the secure engine; this
+//! module is its plaintext backend; `docs/numerics.md`
 //! describes the structure and its measured error.
 //!
 //! Folding ([`FixedWeights`]): RMSNorm gains are multiplied into the columns of the matrix that
@@ -21,11 +22,9 @@ use std::sync::Arc;
 use mesh::fx;
 
 use crate::checkpoint::{Checkpoint, Config};
-use crate::engine::{Engine, EngineKind, check_step, rope_cos_sin};
+use crate::engine::{Engine, EngineKind, check_step};
 use crate::error::EngineError;
-
-/// RMSNorm epsilon (llama2.c).
-const RMS_EPS: f32 = 1e-5;
+use crate::forward::{self, Checked, FxBackend, Heads, Matrix, RMS_EPS};
 /// Largest magnitude of a folded weight (real units): products with activations below
 /// [`ACTIVATION_LIMIT_RAW`] then stay far inside i128.
 const WEIGHT_LIMIT: f64 = 32768.0;
@@ -250,30 +249,22 @@ impl RawStats {
     }
 }
 
-/// Fixed-point engine: shared folded weights plus this engine's activations and KV cache.
+/// The KV cache of a [`FixedEngine`].
+#[derive(Clone)]
+struct FixedCache {
+    /// `[layers, seq_len, kv_dim]`.
+    k: Vec<i64>,
+    /// Transposed `[layers, kv_dim, seq_len]` so each output's column over `t` is contiguous.
+    v: Vec<i64>,
+}
+
+/// Fixed-point engine: shared folded weights plus this engine's KV cache and logits.
 pub struct FixedEngine {
     w: Arc<FixedWeights>,
     config: Config,
-    x: Vec<i64>,
-    /// `trunc(W' x, 16)` before the inverse-RMS scale: `[max(dim, hidden)]`.
-    h: Vec<i64>,
-    q: Vec<i64>,
-    /// Attention output, `[dim]`.
-    att: Vec<i64>,
-    /// `Wo att` then `W2 g`, `[dim]`.
-    o: Vec<i64>,
-    a: Vec<i64>,
-    g: Vec<i64>,
-    scores: Vec<i64>,
-    e: Vec<i64>,
-    /// Public RoPE constants for the current position, `[dim / 2]` of (cos, sin).
-    rope: Vec<(i64, i64)>,
+    cache: FixedCache,
     logits_raw: Vec<i64>,
     logits: Vec<f32>,
-    /// `[layers, seq_len, kv_dim]`.
-    k_cache: Vec<i64>,
-    /// Transposed `[layers, kv_dim, seq_len]` so each output's column over `t` is contiguous.
-    v_cache: Vec<i64>,
     filled: usize,
     stats: RawStats,
 }
@@ -287,6 +278,106 @@ impl fmt::Debug for FixedEngine {
     }
 }
 
+impl FixedEngine {
+    /// An engine with an empty cache.
+    pub fn new(w: Arc<FixedWeights>) -> Result<Self, EngineError> {
+        let c = w.config;
+        // The softmax denominator is at most seq_len (each term <= 1.0) and must stay inside
+        // the reciprocal's domain.
+        if c.seq_len >= 1 << fx::RECIP_MAX_LOG2 {
+            return Err(EngineError::Unsupported {
+                reason: format!(
+                    "seq_len {} is not below 2^{} (the reciprocal's domain)",
+                    c.seq_len,
+                    fx::RECIP_MAX_LOG2
+                ),
+            });
+        }
+        let cache = c.n_layers * c.seq_len * c.kv_dim();
+        Ok(FixedEngine {
+            config: c,
+            cache: FixedCache {
+                k: vec![0; cache],
+                v: vec![0; cache],
+            },
+            logits_raw: vec![0; c.vocab_size],
+            logits: vec![0.0; c.vocab_size],
+            filled: 0,
+            stats: RawStats::default(),
+            w,
+        })
+    }
+
+    /// The logits of the last forward pass in the activation format.
+    pub fn logits_raw(&self) -> &[i64] {
+        &self.logits_raw
+    }
+
+    /// Ranges observed so far.
+    pub fn stats(&self) -> FixedStats {
+        self.stats.to_stats()
+    }
+
+    /// Start recording ranges afresh.
+    pub fn clear_stats(&mut self) {
+        self.stats = RawStats::default();
+    }
+}
+
+impl Engine for FixedEngine {
+    fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn forward(&mut self, token: u32, pos: usize) -> Result<&[f32], EngineError> {
+        check_step(&self.config, token, pos, self.filled)?;
+        // Any error below leaves the cache at `pos` half-written: only positions < pos stay
+        // valid.
+        self.filled = pos;
+        let mut pass = FixedPass {
+            w: &self.w,
+            cache: &mut self.cache,
+            stats: &mut self.stats,
+        };
+        let logits = forward::forward(&mut pass, &token, pos, true)?.ok_or_else(|| {
+            EngineError::Unsupported {
+                reason: "the forward pass returned no logits".into(),
+            }
+        })?;
+        self.logits_raw = logits;
+        for (f, &r) in self.logits.iter_mut().zip(&self.logits_raw) {
+            *f = fx::to_f32(r);
+        }
+        self.filled = pos + 1;
+        Ok(&self.logits)
+    }
+
+    fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    fn argmax(&self) -> u32 {
+        // vocab_size <= 2^20 (checkpoint validation), so the index fits in u32.
+        fx::argmax(&self.logits_raw) as u32
+    }
+
+    fn reset(&mut self) {
+        self.filled = 0;
+    }
+
+    fn kind(&self) -> EngineKind {
+        EngineKind::Fixed
+    }
+}
+
+/// The plaintext backend of one forward pass: integers, every `mesh::fx` step with its domain
+/// check, and every wide value that is truncated recorded in the statistics.
+struct FixedPass<'a> {
+    w: &'a FixedWeights,
+    cache: &'a mut FixedCache,
+    stats: &'a mut RawStats,
+}
+
 /// `fx::dot` written as its definition (`trunc(dot_wide, FRAC_BITS)`) so the wide sum can be
 /// recorded.
 #[inline]
@@ -294,14 +385,6 @@ fn dot(a: &[i64], b: &[i64], stats: &mut RawStats) -> i64 {
     let wide = fx::dot_wide(a, b);
     stats.wide(wide);
     fx::trunc(wide, fx::FRAC_BITS)
-}
-
-/// `trunc(W' x, 16)` for every row of `w` (`[out.len(), x.len()]`).
-#[inline]
-fn project(out: &mut [i64], w: &[i64], x: &[i64], stats: &mut RawStats) {
-    for (o, row) in out.iter_mut().zip(w.chunks_exact(x.len())) {
-        *o = dot(row, x, stats);
-    }
 }
 
 /// `fx::scale_hi` with the product recorded.
@@ -333,63 +416,80 @@ fn check_activations(xs: &[i64], what: &'static str) -> Result<i64, EngineError>
     Ok(m)
 }
 
-impl FixedEngine {
-    /// An engine with an empty cache.
-    pub fn new(w: Arc<FixedWeights>) -> Result<Self, EngineError> {
-        let c = w.config;
-        // The softmax denominator is at most seq_len (each term <= 1.0) and must stay inside
-        // the reciprocal's domain.
-        if c.seq_len >= 1 << fx::RECIP_MAX_LOG2 {
-            return Err(EngineError::Unsupported {
-                reason: format!(
-                    "seq_len {} is not below 2^{} (the reciprocal's domain)",
-                    c.seq_len,
-                    fx::RECIP_MAX_LOG2
-                ),
-            });
-        }
-        let cache = c.n_layers * c.seq_len * c.kv_dim();
-        Ok(FixedEngine {
-            config: c,
-            x: vec![0; c.dim],
-            h: vec![0; c.dim.max(c.hidden_dim)],
-            q: vec![0; c.dim],
-            att: vec![0; c.dim],
-            o: vec![0; c.dim],
-            a: vec![0; c.hidden_dim],
-            g: vec![0; c.hidden_dim],
-            scores: vec![0; c.seq_len],
-            e: vec![0; c.seq_len],
-            rope: vec![(0, 0); c.dim / 2],
-            logits_raw: vec![0; c.vocab_size],
-            logits: vec![0.0; c.vocab_size],
-            k_cache: vec![0; cache],
-            v_cache: vec![0; cache],
-            filled: 0,
-            stats: RawStats::default(),
-            w,
-        })
+/// RoPE fused with the inverse-RMS scale, one truncation per output: for the pair
+/// `(a, b) = (h[2i], h[2i+1])` with public `(cos, sin)` in the activation format,
+/// `out[2i] = trunc((a inv) cos - (b inv) sin, 48)` and
+/// `out[2i+1] = trunc((a inv) sin + (b inv) cos, 48)`; `a inv` is exact (i128).
+/// `h` may be shorter than the RoPE table (keys: `kv_dim`); pairs start at element 0 of each
+/// head, as the table's index `i` covers element `2i` of the full query vector.
+#[inline]
+fn rotate_scaled(out: &mut Vec<i64>, h: &[i64], inv: i64, rope: &[(i64, i64)], st: &mut RawStats) {
+    let shift = fx::HI_FRAC_BITS + fx::FRAC_BITS;
+    for (p, &(cos, sin)) in h.chunks_exact(2).zip(rope) {
+        let a = i128::from(p[0]) * i128::from(inv);
+        let b = i128::from(p[1]) * i128::from(inv);
+        let (cos, sin) = (i128::from(cos), i128::from(sin));
+        let re = a * cos - b * sin;
+        let im = a * sin + b * cos;
+        st.wide(re);
+        st.wide(im);
+        out.push(fx::trunc(re, shift));
+        out.push(fx::trunc(im, shift));
+    }
+}
+
+/// Layer `l` of a per-layer stack of `len`-element matrices.
+fn layer(v: &[i64], l: usize, len: usize) -> &[i64] {
+    &v[l * len..(l + 1) * len]
+}
+
+/// The row blocks of `m`, stacked in the order [`Matrix`] documents.
+fn blocks(w: &FixedWeights, m: Matrix) -> Vec<&[i64]> {
+    let c = &w.config;
+    let (dim, hidden, kv) = (c.dim, c.hidden_dim, c.kv_dim());
+    match m {
+        Matrix::Qkv(l) => vec![
+            layer(&w.wq, l, dim * dim),
+            layer(&w.wk, l, kv * dim),
+            layer(&w.wv, l, kv * dim),
+        ],
+        Matrix::Out(l) => vec![layer(&w.wo, l, dim * dim)],
+        Matrix::UpGate(l) => vec![layer(&w.w1, l, hidden * dim), layer(&w.w3, l, hidden * dim)],
+        Matrix::Down(l) => vec![layer(&w.w2, l, dim * hidden)],
+        Matrix::Classifier => vec![&w.classifier],
+    }
+}
+
+impl FxBackend for FixedPass<'_> {
+    type Value = i64;
+    type Input = u32;
+    type Error = EngineError;
+
+    fn config(&self) -> &Config {
+        &self.w.config
     }
 
-    /// The logits of the last forward pass in the activation format.
-    pub fn logits_raw(&self) -> &[i64] {
-        &self.logits_raw
+    fn zero() -> i64 {
+        0
     }
 
-    /// Ranges observed so far.
-    pub fn stats(&self) -> FixedStats {
-        self.stats.to_stats()
+    fn add(a: &i64, b: &i64) -> i64 {
+        a + b
     }
 
-    /// Start recording ranges afresh.
-    pub fn clear_stats(&mut self) {
-        self.stats = RawStats::default();
+    fn sub(a: &i64, b: &i64) -> i64 {
+        a - b
+    }
+
+    fn embed(&mut self, token: &u32) -> Result<Vec<i64>, EngineError> {
+        // `check_step` has checked the token against the vocabulary.
+        let (t, dim) = (*token as usize, self.w.config.dim);
+        Ok(self.w.embedding[t * dim..(t + 1) * dim].to_vec())
     }
 
     /// `fx::rms_inv(x)` after checking `mean(x^2) + eps` is inside `rsqrt`'s domain (computed
     /// exactly as `fx::rms_inv` computes it).
-    fn rms_inv(&mut self) -> Result<i64, EngineError> {
-        let x = &self.x;
+    fn rms_inv(&mut self, x: &[i64]) -> Result<i64, EngineError> {
         let wide = fx::dot_wide(x, x) * i128::from(fx::rms_inv_len(x.len()));
         self.stats.wide(wide);
         let ms = fx::trunc(wide, fx::FRAC_BITS + 16) + fx::rms_eps_raw(RMS_EPS);
@@ -402,193 +502,161 @@ impl FixedEngine {
                 "[2^-10, 2^10)",
             ));
         }
-        let s = &mut self.stats;
+        let s = &mut *self.stats;
         s.min_mean_square = Some(s.min_mean_square.map_or(ms, |m| m.min(ms)));
         s.max_mean_square = s.max_mean_square.max(ms);
         Ok(fx::rms_inv(x, RMS_EPS))
     }
-}
 
-impl Engine for FixedEngine {
-    fn config(&self) -> &Config {
-        &self.config
+    fn linear(&mut self, m: Matrix, x: &[i64]) -> Result<Vec<i64>, EngineError> {
+        let blocks = blocks(self.w, m);
+        let st = &mut *self.stats;
+        Ok(blocks
+            .into_iter()
+            .flat_map(|b| b.chunks_exact(x.len()))
+            .map(|row| dot(row, x, st))
+            .collect())
     }
 
-    fn forward(&mut self, token: u32, pos: usize) -> Result<&[f32], EngineError> {
-        let c = self.config;
-        check_step(&c, token, pos, self.filled)?;
-        // Any error below leaves the cache at `pos` half-written: only positions < pos stay
-        // valid.
-        self.filled = pos;
-        let w = Arc::clone(&self.w);
-        let (dim, hidden, kv_dim, hs) = (c.dim, c.hidden_dim, c.kv_dim(), c.head_size());
-        let (seq, kv_mul) = (c.seq_len, c.kv_mul());
-        let token = token as usize;
-        self.x
-            .copy_from_slice(&w.embedding[token * dim..(token + 1) * dim]);
+    fn rope_scale(
+        &mut self,
+        h: &[i64],
+        inv: &i64,
+        rope: &[(i64, i64)],
+        q_len: usize,
+    ) -> Result<Vec<i64>, EngineError> {
+        let kv_len = (h.len() - q_len) / 2;
+        let st = &mut *self.stats;
+        let mut out = Vec::with_capacity(h.len());
+        rotate_scaled(&mut out, &h[..q_len], *inv, rope, st);
+        rotate_scaled(&mut out, &h[q_len..q_len + kv_len], *inv, rope, st);
+        out.extend(h[q_len + kv_len..].iter().map(|&v| scale_hi(v, *inv, st)));
+        Ok(out)
+    }
 
-        for (i, r) in self.rope.iter_mut().enumerate() {
-            let (cos, sin) = rope_cos_sin(pos, 2 * i, hs);
-            *r = (fx::from_f32(cos), fx::from_f32(sin));
+    fn append_kv(&mut self, layer: usize, pos: usize, k: &[i64], v: &[i64]) {
+        let c = &self.w.config;
+        let (seq, kv_dim) = (c.seq_len, c.kv_dim());
+        let kc = layer * seq * kv_dim + pos * kv_dim;
+        self.cache.k[kc..kc + kv_dim].copy_from_slice(k);
+        let vl = layer * kv_dim * seq;
+        for (j, &x) in v.iter().enumerate() {
+            self.cache.v[vl + j * seq + pos] = x;
         }
+    }
 
-        for l in 0..c.n_layers {
-            // --- attention ---
-            let inv = self.rms_inv()?;
-            let st = &mut self.stats;
-            let layer_q = l * dim * dim..(l + 1) * dim * dim;
-            let layer_kv = l * kv_dim * dim..(l + 1) * kv_dim * dim;
-            let kc = l * seq * kv_dim + pos * kv_dim;
-
-            // q: one truncation for W'x, then RoPE fused with the inverse-RMS scale.
-            project(&mut self.h[..dim], &w.wq[layer_q.clone()], &self.x, st);
-            rotate_scaled(&mut self.q, &self.h[..dim], inv, &self.rope, st);
-            // k: same, written straight into the cache.
-            project(&mut self.h[..kv_dim], &w.wk[layer_kv.clone()], &self.x, st);
-            rotate_scaled(
-                &mut self.k_cache[kc..kc + kv_dim],
-                &self.h[..kv_dim],
-                inv,
-                &self.rope,
-                st,
-            );
-            // v: no rotation; stored transposed.
-            project(&mut self.h[..kv_dim], &w.wv[layer_kv], &self.x, st);
-            let vl = l * kv_dim * seq;
-            for (j, &hv) in self.h[..kv_dim].iter().enumerate() {
-                self.v_cache[vl + j * seq + pos] = scale_hi(hv, inv, st);
+    fn scores(
+        &mut self,
+        layer: usize,
+        q: &[i64],
+        n: usize,
+        heads: Heads,
+    ) -> Result<Vec<i64>, EngineError> {
+        let c = &self.w.config;
+        let (seq, kv_dim, hs) = (c.seq_len, c.kv_dim(), heads.head_size);
+        let mut out = Vec::with_capacity(heads.n_heads * n);
+        for h in 0..heads.n_heads {
+            let qh = &q[h * hs..(h + 1) * hs];
+            let off = layer * seq * kv_dim + heads.kv_offset(h);
+            for t in 0..n {
+                let base = off + t * kv_dim;
+                out.push(dot(qh, &self.cache.k[base..base + hs], self.stats));
             }
+        }
+        Ok(out)
+    }
 
-            let n = pos + 1;
-            for h in 0..c.n_heads {
-                let q = &self.q[h * hs..(h + 1) * hs];
-                let kv_off = (h / kv_mul) * hs;
-                let scores = &mut self.scores[..n];
-                for (t, s) in scores.iter_mut().enumerate() {
-                    let base = l * seq * kv_dim + t * kv_dim + kv_off;
-                    *s = dot(q, &self.k_cache[base..base + hs], st);
+    fn mix_values(
+        &mut self,
+        layer: usize,
+        e: &[i64],
+        n: usize,
+        heads: Heads,
+    ) -> Result<Vec<i64>, EngineError> {
+        let c = &self.w.config;
+        let (seq, kv_dim, hs) = (c.seq_len, c.kv_dim(), heads.head_size);
+        let vl = layer * kv_dim * seq;
+        let mut out = Vec::with_capacity(heads.n_heads * hs);
+        for (h, eh) in e.chunks_exact(n).enumerate() {
+            for j in 0..hs {
+                let col = vl + (heads.kv_offset(h) + j) * seq;
+                out.push(dot(eh, &self.cache.v[col..col + n], self.stats));
+            }
+        }
+        Ok(out)
+    }
+
+    fn max(&mut self, x: &[i64], row_len: usize) -> Result<Vec<i64>, EngineError> {
+        Ok(x.chunks_exact(row_len).map(fx::max).collect())
+    }
+
+    fn exp(&mut self, x: &[i64]) -> Result<Vec<i64>, EngineError> {
+        let exp_lo = -(1i64 << (fx::EXP_SQUARINGS + fx::FRAC_BITS));
+        let st = &mut *self.stats;
+        x.iter()
+            .map(|&arg| {
+                if arg < exp_lo {
+                    return Err(out_of_domain("exp input", arg, "[-1024, 1]"));
                 }
-                let max_abs = check_activations(scores, "attention score")?;
-                st.max_abs_score = st.max_abs_score.max(max_abs);
-                let m = fx::max(scores);
-                let e = &mut self.e[..n];
-                let exp_lo = -(1i64 << (fx::EXP_SQUARINGS + fx::FRAC_BITS));
-                let mut d = 0i64;
-                for (ei, &s) in e.iter_mut().zip(scores.iter()) {
-                    let arg = s - m;
-                    if arg < exp_lo {
-                        return Err(out_of_domain("exp input", arg, "[-1024, 1]"));
-                    }
-                    st.min_exp_input = st.min_exp_input.min(arg);
-                    *ei = fx::exp(arg);
-                    d += *ei;
-                }
-                // d >= 1.0 (the maximum contributes exp(0) = 1) and d <= n < 2^RECIP_MAX_LOG2
-                // (checked in `new`): inside the reciprocal's domain.
+                st.min_exp_input = st.min_exp_input.min(arg);
+                Ok(fx::exp(arg))
+            })
+            .collect()
+    }
+
+    fn reciprocal(&mut self, d: &[i64], _lo: i64, _hi: i64) -> Result<Vec<i64>, EngineError> {
+        // d >= 1.0 (the maximum contributes exp(0) = 1) and d <= n < 2^RECIP_MAX_LOG2
+        // (checked in `FixedEngine::new`): inside the reciprocal's domain.
+        let st = &mut *self.stats;
+        Ok(d.iter()
+            .map(|&d| {
                 st.max_softmax_sum = st.max_softmax_sum.max(d);
-                let r = fx::reciprocal(d);
-                for j in 0..hs {
-                    let col = vl + (kv_off + j) * seq;
-                    let u = dot(e, &self.v_cache[col..col + n], st);
-                    self.att[h * hs + j] = scale_hi(u, r, st);
-                }
-            }
-            project(&mut self.o, &w.wo[layer_q], &self.att, st);
-            for (x, &o) in self.x.iter_mut().zip(&self.o) {
-                *x += o;
-            }
-            let max_abs = check_activations(&self.x, "residual")?;
-            st.max_abs_residual = st.max_abs_residual.max(max_abs);
+                fx::reciprocal(d)
+            })
+            .collect())
+    }
 
-            // --- FFN ---
-            let inv2 = self.rms_inv()?;
-            let st = &mut self.stats;
-            let layer_h = l * hidden * dim..(l + 1) * hidden * dim;
-            project(&mut self.h[..hidden], &w.w1[layer_h.clone()], &self.x, st);
-            for (a, &h) in self.a.iter_mut().zip(&self.h[..hidden]) {
-                *a = scale_hi(h, inv2, st);
-            }
-            let max_abs = check_activations(&self.a, "SiLU input")?;
-            if max_abs >= SILU_LIMIT_RAW {
-                let worst = self
-                    .a
-                    .iter()
-                    .copied()
-                    .max_by_key(|v| v.saturating_abs())
-                    .unwrap_or(0);
-                return Err(out_of_domain("SiLU input", worst, "(-12, 12)"));
-            }
-            st.max_abs_silu_input = st.max_abs_silu_input.max(max_abs);
-            project(&mut self.h[..hidden], &w.w3[layer_h.clone()], &self.x, st);
-            for ((g, &a), &h) in self.g.iter_mut().zip(&self.a).zip(&self.h[..hidden]) {
-                let b = scale_hi(h, inv2, st);
-                let s = fx::silu(a);
+    fn scale_hi(&mut self, x: &[i64], f: &[i64]) -> Result<Vec<i64>, EngineError> {
+        let st = &mut *self.stats;
+        Ok(x.iter().zip(f).map(|(&x, &f)| scale_hi(x, f, st)).collect())
+    }
+
+    fn silu(&mut self, x: &[i64]) -> Result<Vec<i64>, EngineError> {
+        let max_abs = check_activations(x, "SiLU input")?;
+        if max_abs >= SILU_LIMIT_RAW {
+            let worst = x
+                .iter()
+                .copied()
+                .max_by_key(|v| v.saturating_abs())
+                .unwrap_or(0);
+            return Err(out_of_domain("SiLU input", worst, "(-12, 12)"));
+        }
+        let st = &mut *self.stats;
+        st.max_abs_silu_input = st.max_abs_silu_input.max(max_abs);
+        Ok(x.iter().map(|&v| fx::silu(v)).collect())
+    }
+
+    fn mul(&mut self, a: &[i64], b: &[i64]) -> Result<Vec<i64>, EngineError> {
+        let st = &mut *self.stats;
+        Ok(a.iter()
+            .zip(b)
+            .map(|(&s, &b)| {
                 st.wide(i128::from(s) * i128::from(b));
-                *g = fx::mul(s, b);
-            }
-            project(&mut self.o, &w.w2[layer_h], &self.g, st);
-            for (x, &f) in self.x.iter_mut().zip(&self.o) {
-                *x += f;
-            }
-            let max_abs = check_activations(&self.x, "residual")?;
-            st.max_abs_residual = st.max_abs_residual.max(max_abs);
-        }
-
-        let inv = self.rms_inv()?;
-        let st = &mut self.stats;
-        for (lr, row) in self
-            .logits_raw
-            .iter_mut()
-            .zip(w.classifier.chunks_exact(dim))
-        {
-            let h = dot(row, &self.x, st);
-            *lr = scale_hi(h, inv, st);
-        }
-        let max_abs = check_activations(&self.logits_raw, "logit")?;
-        st.max_abs_logit = st.max_abs_logit.max(max_abs);
-        for (f, &r) in self.logits.iter_mut().zip(&self.logits_raw) {
-            *f = fx::to_f32(r);
-        }
-        self.filled = pos + 1;
-        Ok(&self.logits)
+                fx::mul(s, b)
+            })
+            .collect())
     }
 
-    fn logits(&self) -> &[f32] {
-        &self.logits
+    fn check(&mut self, what: Checked, x: &[i64]) -> Result<(), EngineError> {
+        let (name, max) = match what {
+            Checked::Score => ("attention score", &mut self.stats.max_abs_score),
+            Checked::Residual => ("residual", &mut self.stats.max_abs_residual),
+            Checked::Logit => ("logit", &mut self.stats.max_abs_logit),
+        };
+        *max = (*max).max(check_activations(x, name)?);
+        Ok(())
     }
 
-    fn argmax(&self) -> u32 {
-        // vocab_size <= 2^20 (checkpoint validation), so the index fits in u32.
-        fx::argmax(&self.logits_raw) as u32
-    }
-
-    fn reset(&mut self) {
-        self.filled = 0;
-    }
-
-    fn kind(&self) -> EngineKind {
-        EngineKind::Fixed
-    }
-}
-
-/// RoPE fused with the inverse-RMS scale, one truncation per output: for the pair
-/// `(a, b) = (h[2i], h[2i+1])` with public `(cos, sin)` in the activation format,
-/// `out[2i] = trunc((a inv) cos - (b inv) sin, 48)` and
-/// `out[2i+1] = trunc((a inv) sin + (b inv) cos, 48)`; `a inv` is exact (i128).
-/// `h` may be shorter than the RoPE table (keys: `kv_dim`); pairs start at element 0 of each
-/// head, as the table's index `i` covers element `2i` of the full query vector.
-#[inline]
-fn rotate_scaled(out: &mut [i64], h: &[i64], inv: i64, rope: &[(i64, i64)], st: &mut RawStats) {
-    let shift = fx::HI_FRAC_BITS + fx::FRAC_BITS;
-    for ((o, p), &(cos, sin)) in out.chunks_exact_mut(2).zip(h.chunks_exact(2)).zip(rope) {
-        let a = i128::from(p[0]) * i128::from(inv);
-        let b = i128::from(p[1]) * i128::from(inv);
-        let (cos, sin) = (i128::from(cos), i128::from(sin));
-        let re = a * cos - b * sin;
-        let im = a * sin + b * cos;
-        st.wide(re);
-        st.wide(im);
-        o[0] = fx::trunc(re, shift);
-        o[1] = fx::trunc(im, shift);
-    }
+    /// Nothing to record: the engine counts a position once its logits passed their checks.
+    fn cached(&mut self, _positions: usize) {}
 }

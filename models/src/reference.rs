@@ -116,6 +116,113 @@ pub(crate) fn argmax_f32(x: &[f32]) -> usize {
     best
 }
 
+impl F32Engine {
+    /// Layer `l`'s attention block at `pos`: `x += Wo attention(rmsnorm(x))`, writing the
+    /// position's key and value into the cache.
+    fn attention_block(&mut self, l: usize, pos: usize) {
+        let c = self.config;
+        let dim = c.dim;
+        let w = &*self.weights;
+        rmsnorm(&mut self.xb, &self.x, &w.rms_att[l * dim..(l + 1) * dim]);
+        self.qkv_rope(l, pos);
+        self.attend_heads(l, pos);
+        let w = &*self.weights;
+        matmul(
+            &mut self.xb2,
+            &self.xb,
+            &w.wo[l * dim * dim..(l + 1) * dim * dim],
+        );
+        for (x, &o) in self.x.iter_mut().zip(&self.xb2) {
+            *x += o;
+        }
+    }
+
+    /// q, k, v of the normalised `xb` for layer `l`, with RoPE applied to q and k at `pos`
+    /// (k and v go straight into the cache).
+    fn qkv_rope(&mut self, l: usize, pos: usize) {
+        let c = self.config;
+        let w = &*self.weights;
+        let (dim, kv_dim, hs) = (c.dim, c.kv_dim(), c.head_size());
+        let loff = l * c.seq_len * kv_dim;
+        let kv_at = loff + pos * kv_dim..loff + (pos + 1) * kv_dim;
+        matmul(
+            &mut self.q,
+            &self.xb,
+            &w.wq[l * dim * dim..(l + 1) * dim * dim],
+        );
+        let wk = &w.wk[l * kv_dim * dim..(l + 1) * kv_dim * dim];
+        let wv = &w.wv[l * kv_dim * dim..(l + 1) * kv_dim * dim];
+        matmul(&mut self.key_cache[kv_at.clone()], &self.xb, wk);
+        matmul(&mut self.value_cache[kv_at.clone()], &self.xb, wv);
+
+        let k = &mut self.key_cache[kv_at];
+        for i in (0..dim).step_by(2) {
+            let (fcr, fci) = rope_cos_sin(pos, i, hs);
+            let (v0, v1) = (self.q[i], self.q[i + 1]);
+            self.q[i] = v0 * fcr - v1 * fci;
+            self.q[i + 1] = v0 * fci + v1 * fcr;
+            if i < kv_dim {
+                let (v0, v1) = (k[i], k[i + 1]);
+                k[i] = v0 * fcr - v1 * fci;
+                k[i + 1] = v0 * fci + v1 * fcr;
+            }
+        }
+    }
+
+    /// Softmax attention of every head of `q` over positions `0..=pos` of layer `l`, into `xb`.
+    fn attend_heads(&mut self, l: usize, pos: usize) {
+        let c = self.config;
+        let (kv_dim, hs, kv_mul) = (c.kv_dim(), c.head_size(), c.kv_mul());
+        let loff = l * c.seq_len * kv_dim;
+        let scale = (hs as f32).sqrt();
+        for h in 0..c.n_heads {
+            let q = &self.q[h * hs..(h + 1) * hs];
+            let kv_off = (h / kv_mul) * hs;
+            let att = &mut self.att[..=pos];
+            for (t, a) in att.iter_mut().enumerate() {
+                let base = loff + t * kv_dim + kv_off;
+                let k = &self.key_cache[base..base + hs];
+                let mut score = 0.0f32;
+                for (&qi, &ki) in q.iter().zip(k) {
+                    score += qi * ki;
+                }
+                *a = score / scale;
+            }
+            softmax(att);
+            let xb = &mut self.xb[h * hs..(h + 1) * hs];
+            xb.fill(0.0);
+            for (t, &a) in att.iter().enumerate() {
+                let base = loff + t * kv_dim + kv_off;
+                let v = &self.value_cache[base..base + hs];
+                for (o, &vi) in xb.iter_mut().zip(v) {
+                    *o += a * vi;
+                }
+            }
+        }
+    }
+
+    /// Layer `l`'s SwiGLU block: `x += W2 (silu(W1 rmsnorm(x)) * W3 rmsnorm(x))`.
+    fn feed_forward_block(&mut self, l: usize) {
+        let c = self.config;
+        let (dim, hidden) = (c.dim, c.hidden_dim);
+        let w = &*self.weights;
+        rmsnorm(&mut self.xb, &self.x, &w.rms_ffn[l * dim..(l + 1) * dim]);
+        let wh = l * dim * hidden..(l + 1) * dim * hidden;
+        matmul(&mut self.hb, &self.xb, &w.w1[wh.clone()]);
+        matmul(&mut self.hb2, &self.xb, &w.w3[wh.clone()]);
+        for (a, &b) in self.hb.iter_mut().zip(&self.hb2) {
+            let mut val = *a;
+            val *= 1.0 / (1.0 + (-val).exp());
+            val *= b;
+            *a = val;
+        }
+        matmul(&mut self.xb, &self.hb, &w.w2[wh]);
+        for (x, &o) in self.x.iter_mut().zip(&self.xb) {
+            *x += o;
+        }
+    }
+}
+
 impl Engine for F32Engine {
     fn config(&self) -> &Config {
         &self.config
@@ -124,91 +231,16 @@ impl Engine for F32Engine {
     fn forward(&mut self, token: u32, pos: usize) -> Result<&[f32], EngineError> {
         let c = self.config;
         check_step(&c, token, pos, self.filled)?;
-        let w = &*self.weights;
-        let (dim, hidden, kv_dim, hs) = (c.dim, c.hidden_dim, c.kv_dim(), c.head_size());
-        let kv_mul = c.kv_mul();
+        let dim = c.dim;
         let token = token as usize;
+        let w = &*self.weights;
         self.x
             .copy_from_slice(&w.token_embedding[token * dim..(token + 1) * dim]);
-
         for l in 0..c.n_layers {
-            rmsnorm(&mut self.xb, &self.x, &w.rms_att[l * dim..(l + 1) * dim]);
-            let loff = l * c.seq_len * kv_dim;
-            let kv_at = loff + pos * kv_dim..loff + (pos + 1) * kv_dim;
-            matmul(
-                &mut self.q,
-                &self.xb,
-                &w.wq[l * dim * dim..(l + 1) * dim * dim],
-            );
-            let wk = &w.wk[l * kv_dim * dim..(l + 1) * kv_dim * dim];
-            let wv = &w.wv[l * kv_dim * dim..(l + 1) * kv_dim * dim];
-            matmul(&mut self.key_cache[kv_at.clone()], &self.xb, wk);
-            matmul(&mut self.value_cache[kv_at.clone()], &self.xb, wv);
-
-            let k = &mut self.key_cache[kv_at];
-            for i in (0..dim).step_by(2) {
-                let (fcr, fci) = rope_cos_sin(pos, i, hs);
-                let (v0, v1) = (self.q[i], self.q[i + 1]);
-                self.q[i] = v0 * fcr - v1 * fci;
-                self.q[i + 1] = v0 * fci + v1 * fcr;
-                if i < kv_dim {
-                    let (v0, v1) = (k[i], k[i + 1]);
-                    k[i] = v0 * fcr - v1 * fci;
-                    k[i + 1] = v0 * fci + v1 * fcr;
-                }
-            }
-
-            let scale = (hs as f32).sqrt();
-            for h in 0..c.n_heads {
-                let q = &self.q[h * hs..(h + 1) * hs];
-                let kv_off = (h / kv_mul) * hs;
-                let att = &mut self.att[..=pos];
-                for (t, a) in att.iter_mut().enumerate() {
-                    let base = loff + t * kv_dim + kv_off;
-                    let k = &self.key_cache[base..base + hs];
-                    let mut score = 0.0f32;
-                    for (&qi, &ki) in q.iter().zip(k) {
-                        score += qi * ki;
-                    }
-                    *a = score / scale;
-                }
-                softmax(att);
-                let xb = &mut self.xb[h * hs..(h + 1) * hs];
-                xb.fill(0.0);
-                for (t, &a) in att.iter().enumerate() {
-                    let base = loff + t * kv_dim + kv_off;
-                    let v = &self.value_cache[base..base + hs];
-                    for (o, &vi) in xb.iter_mut().zip(v) {
-                        *o += a * vi;
-                    }
-                }
-            }
-
-            matmul(
-                &mut self.xb2,
-                &self.xb,
-                &w.wo[l * dim * dim..(l + 1) * dim * dim],
-            );
-            for (x, &o) in self.x.iter_mut().zip(&self.xb2) {
-                *x += o;
-            }
-
-            rmsnorm(&mut self.xb, &self.x, &w.rms_ffn[l * dim..(l + 1) * dim]);
-            let wh = l * dim * hidden..(l + 1) * dim * hidden;
-            matmul(&mut self.hb, &self.xb, &w.w1[wh.clone()]);
-            matmul(&mut self.hb2, &self.xb, &w.w3[wh.clone()]);
-            for (a, &b) in self.hb.iter_mut().zip(&self.hb2) {
-                let mut val = *a;
-                val *= 1.0 / (1.0 + (-val).exp());
-                val *= b;
-                *a = val;
-            }
-            matmul(&mut self.xb, &self.hb, &w.w2[wh]);
-            for (x, &o) in self.x.iter_mut().zip(&self.xb) {
-                *x += o;
-            }
+            self.attention_block(l, pos);
+            self.feed_forward_block(l);
         }
-
+        let w = &*self.weights;
         rmsnorm(&mut self.xb, &self.x, &w.rms_final);
         matmul(&mut self.logits, &self.xb, w.classifier());
         self.filled = pos + 1;

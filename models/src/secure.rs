@@ -1,13 +1,15 @@
-//! The secure transformer: the fixed-point twin's forward pass ([`crate::FixedEngine`]), step
-//! for step, on Shamir shares.
+//! The secure transformer: the fixed-point forward pass ([`crate::forward`]) on Shamir shares,
+//! the backend the plaintext twin ([`crate::FixedEngine`]) is checked against.
 //!
 //! - [`provision`] splits a model's folded fixed-point weights ([`FixedWeights`]) into one
 //!   [`ShareFile`] per party; no party's file says anything about the weights on its own.
 //! - [`PartyModel`] is one party's weights, loaded from its share file and checked against the
 //!   quorum's `(n, t)` and its own index.
-//! - [`SecureEngine`] runs one party's side of a forward pass: every step is a `mesh` protocol
-//!   computing exactly the `mesh::fx` function the twin computes (truncations may differ by one
-//!   unit in the last place, see `docs/numerics.md`).
+//! - [`SecureEngine`] runs one party's side of a forward pass ([`crate::forward::forward`]
+//!   over the secure backend): every step is a `mesh` protocol computing exactly the `mesh::fx`
+//!   function the twin computes (truncations may differ by one unit in the last place, see
+//!   `docs/numerics.md`).
+//!
 //! The session that runs a private generation over these pieces is `node::session`.
 //!
 //! Tokens enter as secret-shared one-hot rows (the client shares them): the embedding is then
@@ -22,14 +24,11 @@ use mesh::{MeshError, Party, Share, Threshold, Transport, Wide};
 use rand::{CryptoRng, RngCore};
 
 use crate::checkpoint::Config;
-use crate::engine::rope_cos_sin;
 use crate::fixed::FixedWeights;
+use crate::forward::{self, Checked, FxBackend, Heads, Matrix, RMS_EPS};
 use crate::sharefile::{
     FIELD_MERSENNE127, ModelShape, ShareFile, ShareFileError, ShareHeader, TensorInfo,
 };
-
-/// RMSNorm epsilon (llama2.c), as in the twin.
-const RMS_EPS: f32 = 1e-5;
 
 /// Why a secure computation could not run.
 #[derive(Debug, thiserror::Error)]
@@ -185,6 +184,79 @@ fn to_shares(v: &[u128]) -> Vec<Share> {
         .collect()
 }
 
+/// Check a share file's header against this quorum and party (`index` 0-based); returns the
+/// model's shape.
+fn check_header(h: &ShareHeader, th: Threshold, index: usize) -> Result<Config, SecureError> {
+    if usize::from(h.n) != th.n() || usize::from(h.t) != th.t() {
+        return Err(SecureError::Mismatch(format!(
+            "share file is for a ({}, {}) quorum, this quorum is ({}, {}); use the share files of this provisioning",
+            h.n,
+            h.t,
+            th.n(),
+            th.t()
+        )));
+    }
+    if usize::from(h.party) != index + 1 {
+        return Err(SecureError::Mismatch(format!(
+            "share file belongs to party {}, this node is party {}",
+            h.party,
+            index + 1
+        )));
+    }
+    if u32::from(h.frac_bits) != fx::FRAC_BITS {
+        return Err(SecureError::Mismatch(format!(
+            "share file uses {} fractional bits, this sotto uses {}; re-provision",
+            h.frac_bits,
+            fx::FRAC_BITS
+        )));
+    }
+    let c = config_of(&h.shape);
+    let shape_ok = c.dim > 0
+        && c.n_heads > 0
+        && c.n_kv_heads > 0
+        && c.dim % c.n_heads == 0
+        && c.n_heads % c.n_kv_heads == 0
+        && c.head_size() % 2 == 0;
+    if !shape_ok {
+        return Err(SecureError::Mismatch(format!(
+            "impossible model shape {:?}",
+            h.shape
+        )));
+    }
+    Ok(c)
+}
+
+/// The payload tensors in [`TENSORS`] order, each checked against the size `c` implies.
+fn payload_tensors<'a>(file: &'a ShareFile, c: &Config) -> Result<Vec<&'a [u128]>, SecureError> {
+    let (dim, hidden, kv, layers, vocab) =
+        (c.dim, c.hidden_dim, c.kv_dim(), c.n_layers, c.vocab_size);
+    let want: [usize; 9] = [
+        vocab * dim,
+        layers * dim * dim,
+        layers * kv * dim,
+        layers * kv * dim,
+        layers * dim * dim,
+        layers * hidden * dim,
+        layers * dim * hidden,
+        layers * hidden * dim,
+        vocab * dim,
+    ];
+    let mut t: Vec<&[u128]> = Vec::with_capacity(9);
+    for (name, len) in TENSORS.iter().zip(want) {
+        let v = file
+            .tensor(name)
+            .ok_or_else(|| SecureError::Mismatch(format!("share file has no tensor `{name}`")))?;
+        if v.len() != len {
+            return Err(SecureError::Mismatch(format!(
+                "tensor `{name}` has {} elements, the model shape needs {len}",
+                v.len()
+            )));
+        }
+        t.push(v);
+    }
+    Ok(t)
+}
+
 impl PartyModel {
     /// Arrange a share file for party `index` (0-based) of a quorum with threshold `th`.
     /// Refuses a file made for another party, another `(n, t)`, another number format, or with
@@ -195,68 +267,16 @@ impl PartyModel {
         index: usize,
     ) -> Result<Self, SecureError> {
         let h = &file.header;
-        if usize::from(h.n) != th.n() || usize::from(h.t) != th.t() {
-            return Err(SecureError::Mismatch(format!(
-                "share file is for a ({}, {}) quorum, this quorum is ({}, {}); use the share files of this provisioning",
-                h.n,
-                h.t,
-                th.n(),
-                th.t()
-            )));
-        }
-        if usize::from(h.party) != index + 1 {
-            return Err(SecureError::Mismatch(format!(
-                "share file belongs to party {}, this node is party {}",
-                h.party,
-                index + 1
-            )));
-        }
-        if u32::from(h.frac_bits) != fx::FRAC_BITS {
-            return Err(SecureError::Mismatch(format!(
-                "share file uses {} fractional bits, this sotto uses {}; re-provision",
-                h.frac_bits,
-                fx::FRAC_BITS
-            )));
-        }
-        let c = config_of(&h.shape);
-        let shape_ok = c.dim > 0
-            && c.n_heads > 0
-            && c.n_kv_heads > 0
-            && c.dim % c.n_heads == 0
-            && c.n_heads % c.n_kv_heads == 0
-            && c.head_size() % 2 == 0;
-        if !shape_ok {
-            return Err(SecureError::Mismatch(format!(
-                "impossible model shape {:?}",
-                h.shape
-            )));
-        }
+        let c = check_header(h, th, index)?;
+        let t = payload_tensors(file, &c)?;
+        Ok(Self::arrange(h, c, &t))
+    }
+
+    /// Arrange the payload tensors (in [`TENSORS`] order) for the forward pass: the embedding
+    /// transposed, per layer `[wq; wk; wv]` and `[w1; w3]` stacked.
+    fn arrange(h: &ShareHeader, c: Config, t: &[&[u128]]) -> Self {
         let (dim, hidden, kv, layers, vocab) =
             (c.dim, c.hidden_dim, c.kv_dim(), c.n_layers, c.vocab_size);
-        let want: [usize; 9] = [
-            vocab * dim,
-            layers * dim * dim,
-            layers * kv * dim,
-            layers * kv * dim,
-            layers * dim * dim,
-            layers * hidden * dim,
-            layers * dim * hidden,
-            layers * hidden * dim,
-            vocab * dim,
-        ];
-        let mut t: Vec<&[u128]> = Vec::with_capacity(9);
-        for (name, len) in TENSORS.iter().zip(want) {
-            let v = file.tensor(name).ok_or_else(|| {
-                SecureError::Mismatch(format!("share file has no tensor `{name}`"))
-            })?;
-            if v.len() != len {
-                return Err(SecureError::Mismatch(format!(
-                    "tensor `{name}` has {} elements, the model shape needs {len}",
-                    v.len()
-                )));
-            }
-            t.push(v);
-        }
         let emb = to_shares(t[0]);
         let mut embedding_t = Vec::with_capacity(emb.len());
         for j in 0..dim {
@@ -280,7 +300,7 @@ impl PartyModel {
             w13.push(m);
             w2.push(layer(t[6], l, dim * hidden));
         }
-        Ok(PartyModel {
+        PartyModel {
             header: h.clone(),
             config: c,
             embedding_t,
@@ -289,7 +309,7 @@ impl PartyModel {
             w13,
             w2,
             classifier: to_shares(t[8]),
-        })
+        }
     }
 
     /// The model's public shape.
@@ -312,26 +332,26 @@ fn dot_wide(a: &[Share], b: &[Share]) -> Wide {
     acc
 }
 
-fn repeat(v: &[Share], each: usize) -> Vec<Share> {
-    v.iter()
-        .flat_map(|s| std::iter::repeat_n(s, each).cloned())
-        .collect()
+/// One party's shares of the KV cache.
+struct KvShares {
+    /// Per layer, `[pos, kv_dim]` appended position by position.
+    k: Vec<Vec<Share>>,
+    /// Per layer, `[pos, kv_dim]`.
+    v: Vec<Vec<Share>>,
+    /// Positions every layer holds.
+    filled: usize,
 }
 
 /// One party's side of the secure forward pass: its weights and its shares of the KV cache.
 pub struct SecureEngine {
     w: Arc<PartyModel>,
-    /// Per layer, `[pos, kv_dim]` appended position by position.
-    k_cache: Vec<Vec<Share>>,
-    /// Per layer, `[pos, kv_dim]`.
-    v_cache: Vec<Vec<Share>>,
-    filled: usize,
+    cache: KvShares,
 }
 
 impl std::fmt::Debug for SecureEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SecureEngine")
-            .field("filled", &self.filled)
+            .field("filled", &self.cache.filled)
             .finish_non_exhaustive()
     }
 }
@@ -342,26 +362,29 @@ impl SecureEngine {
         let layers = w.config.n_layers;
         SecureEngine {
             w,
-            k_cache: vec![Vec::new(); layers],
-            v_cache: vec![Vec::new(); layers],
-            filled: 0,
+            cache: KvShares {
+                k: vec![Vec::new(); layers],
+                v: vec![Vec::new(); layers],
+                filled: 0,
+            },
         }
     }
 
     /// Positions already in the KV cache.
     pub fn filled(&self) -> usize {
-        self.filled
+        self.cache.filled
     }
 
     /// Forget every position from `positions` on (recovery: the quorum redoes a token after a
     /// party was lost, possibly in the middle of a forward pass that had already appended part
     /// of its keys and values). Keeps the cache as it was after `positions` forward passes.
     pub fn truncate(&mut self, positions: usize) {
-        let keep = positions.min(self.filled) * self.w.config.kv_dim();
-        for cache in self.k_cache.iter_mut().chain(self.v_cache.iter_mut()) {
-            cache.truncate(keep);
+        let c = &mut self.cache;
+        let keep = positions.min(c.filled) * self.w.config.kv_dim();
+        for layer in c.k.iter_mut().chain(c.v.iter_mut()) {
+            layer.truncate(keep);
         }
-        self.filled = positions.min(self.filled);
+        c.filled = positions.min(c.filled);
     }
 
     /// Run the forward pass for the token whose one-hot row `onehot` (vocabulary length) is
@@ -373,9 +396,8 @@ impl SecureEngine {
         onehot: &[Share],
         logits: bool,
     ) -> Result<Option<Vec<Share>>, SecureError> {
-        let w = Arc::clone(&self.w);
-        let c = w.config;
-        let pos = self.filled;
+        let c = self.w.config;
+        let pos = self.cache.filled;
         if pos >= c.seq_len {
             return Err(SecureError::Request(format!(
                 "the model's context is {} tokens; this request needs more",
@@ -390,104 +412,179 @@ impl SecureEngine {
             }
             .into());
         }
-        let (dim, hidden, kv_dim, hs) = (c.dim, c.hidden_dim, c.kv_dim(), c.head_size());
-        let (heads, kv_mul) = (c.n_heads, c.kv_mul());
-        let hi = fx::HI_FRAC_BITS;
-        let rope_shift = hi + fx::FRAC_BITS;
-        let rope: Vec<(i128, i128)> = (0..dim / 2)
-            .map(|i| {
-                let (cos, sin) = rope_cos_sin(pos, 2 * i, hs);
-                (i128::from(fx::from_f32(cos)), i128::from(fx::from_f32(sin)))
-            })
-            .collect();
+        let mut pass = SecurePass {
+            p,
+            w: &self.w,
+            cache: &mut self.cache,
+        };
+        forward::forward(&mut pass, onehot, pos, logits)
+    }
+}
 
-        // Embedding: the one-hot row (integers) times the table, exact: no truncation.
-        let mut x = p.dot(&w.embedding_t, onehot)?;
+/// The secure backend of one forward pass: every step is the `mesh` protocol computing the
+/// `mesh::fx` function the plaintext twin computes (truncations may differ by one unit in the
+/// last place, see `docs/numerics.md`).
+struct SecurePass<'a, T: Transport> {
+    p: &'a mut Party<T>,
+    w: &'a PartyModel,
+    cache: &'a mut KvShares,
+}
 
-        for l in 0..c.n_layers {
-            // --- attention: x -> rms_inv, W'x, RoPE fused with the inverse-RMS scale ---
-            let inv = p.rms_inv(&x, dim, RMS_EPS)?.remove(0);
-            let h = p.dot_trunc(&w.wqkv[l], &x, fx::FRAC_BITS)?;
-            // q and k: (a inv) cos - (b inv) sin etc. truncated by HI + FRAC in one round;
-            // v: trunc(h inv, HI) computed as trunc(h inv 2^FRAC, HI + FRAC), the same value.
-            let mut wide: Vec<Wide> = Vec::with_capacity(dim + 2 * kv_dim);
-            for part in [&h[..dim], &h[dim..dim + kv_dim]] {
-                for (pair, &(cos, sin)) in part.chunks_exact(2).zip(&rope) {
-                    let a = pair[0].mul_local(&inv);
-                    let b = pair[1].mul_local(&inv);
-                    wide.push(a.scale(cos).sub(&b.scale(sin)));
-                    wide.push(a.scale(sin).add(&b.scale(cos)));
-                }
-            }
-            for hv in &h[dim + kv_dim..] {
-                wide.push(hv.mul_local(&inv).scale(1i128 << fx::FRAC_BITS));
-            }
-            let qkv = p.reduce_trunc(&wide, rope_shift)?;
-            let q = &qkv[..dim];
-            self.k_cache[l].extend_from_slice(&qkv[dim..dim + kv_dim]);
-            self.v_cache[l].extend_from_slice(&qkv[dim + kv_dim..]);
-            let (kc, vc) = (&self.k_cache[l], &self.v_cache[l]);
-            let n = pos + 1;
+impl<T: Transport> FxBackend for SecurePass<'_, T> {
+    type Value = Share;
+    type Input = [Share];
+    type Error = SecureError;
 
-            // Scores of every head in one round.
-            let mut sw = Vec::with_capacity(heads * n);
-            for hd in 0..heads {
-                let qh = &q[hd * hs..(hd + 1) * hs];
-                let off = (hd / kv_mul) * hs;
-                for t in 0..n {
-                    sw.push(dot_wide(qh, &kc[t * kv_dim + off..t * kv_dim + off + hs]));
-                }
-            }
-            let scores = p.reduce_trunc(&sw, fx::FRAC_BITS)?;
-            let m = p.max(&scores, n)?;
-            let args: Vec<Share> = scores
-                .chunks_exact(n)
-                .zip(&m)
-                .flat_map(|(row, mi)| row.iter().map(move |s| s.sub(mi)))
-                .collect();
-            let e = p.exp(&args)?;
-            let sums: Vec<Share> = e
-                .chunks_exact(n)
-                .map(|row| row.iter().fold(Share::public(0), |a, s| a.add(s)))
-                .collect();
-            // u_j = sum_t e_t v_t[j] (one truncation each), then scaled by 1/sum.
-            let mut uw = Vec::with_capacity(dim);
-            for hd in 0..heads {
-                let eh = &e[hd * n..(hd + 1) * n];
-                let off = (hd / kv_mul) * hs;
-                for j in 0..hs {
-                    let mut acc = Wide::from(&Share::public(0));
-                    for (t, et) in eh.iter().enumerate() {
-                        acc = acc.add(&et.mul_local(&vc[t * kv_dim + off + j]));
-                    }
-                    uw.push(acc);
-                }
-            }
-            let u = p.reduce_trunc(&uw, fx::FRAC_BITS)?;
-            // 1 <= sum <= n (the maximum's exp is exactly 1, every other term at most 1 plus
-            // a few ulps of truncation): the guess's comparisons outside that range are decided.
-            let n_raw = n as i64;
-            let r = p.reciprocal_in(&sums, fx::ONE, n_raw * fx::ONE + 4 * n_raw)?;
-            let att = p.mul_trunc(&u, &repeat(&r, hs), hi)?;
-            let o = p.dot_trunc(&w.wo[l], &att, fx::FRAC_BITS)?;
-            x = x.iter().zip(&o).map(|(a, b)| a.add(b)).collect();
+    fn config(&self) -> &Config {
+        &self.w.config
+    }
 
-            // --- feed-forward ---
-            let inv2 = p.rms_inv(&x, dim, RMS_EPS)?;
-            let h13 = p.dot_trunc(&w.w13[l], &x, fx::FRAC_BITS)?;
-            let ab = p.mul_trunc(&h13, &repeat(&inv2, 2 * hidden), hi)?;
-            let s = p.silu(&ab[..hidden])?;
-            let g = p.mul_fx(&s, &ab[hidden..])?;
-            let f = p.dot_trunc(&w.w2[l], &g, fx::FRAC_BITS)?;
-            x = x.iter().zip(&f).map(|(a, b)| a.add(b)).collect();
+    fn zero() -> Share {
+        Share::public(0)
+    }
+
+    fn add(a: &Share, b: &Share) -> Share {
+        a.add(b)
+    }
+
+    fn sub(a: &Share, b: &Share) -> Share {
+        a.sub(b)
+    }
+
+    fn embed(&mut self, onehot: &[Share]) -> Result<Vec<Share>, SecureError> {
+        // The one-hot row (integers) times the table, exact: no truncation.
+        Ok(self.p.dot(&self.w.embedding_t, onehot)?)
+    }
+
+    fn rms_inv(&mut self, x: &[Share]) -> Result<Share, SecureError> {
+        let inv = self.p.rms_inv(x, x.len(), RMS_EPS)?;
+        inv.into_iter()
+            .next()
+            .ok_or_else(|| MeshError::InvalidArgument("rms_inv of an empty vector").into())
+    }
+
+    fn linear(&mut self, m: Matrix, x: &[Share]) -> Result<Vec<Share>, SecureError> {
+        let w = self.w;
+        let matrix = match m {
+            Matrix::Qkv(l) => &w.wqkv[l],
+            Matrix::Out(l) => &w.wo[l],
+            Matrix::UpGate(l) => &w.w13[l],
+            Matrix::Down(l) => &w.w2[l],
+            Matrix::Classifier => &w.classifier,
+        };
+        Ok(self.p.dot_trunc(matrix, x, fx::FRAC_BITS)?)
+    }
+
+    fn rope_scale(
+        &mut self,
+        h: &[Share],
+        inv: &Share,
+        rope: &[(i64, i64)],
+        q_len: usize,
+    ) -> Result<Vec<Share>, SecureError> {
+        let kv_len = (h.len() - q_len) / 2;
+        // q and k: (a inv) cos - (b inv) sin etc. truncated by HI + FRAC in one round;
+        // v: trunc(h inv, HI) computed as trunc(h inv 2^FRAC, HI + FRAC), the same value.
+        let mut wide: Vec<Wide> = Vec::with_capacity(h.len());
+        for part in [&h[..q_len], &h[q_len..q_len + kv_len]] {
+            for (pair, &(cos, sin)) in part.chunks_exact(2).zip(rope) {
+                let (cos, sin) = (i128::from(cos), i128::from(sin));
+                let a = pair[0].mul_local(inv);
+                let b = pair[1].mul_local(inv);
+                wide.push(a.scale(cos).sub(&b.scale(sin)));
+                wide.push(a.scale(sin).add(&b.scale(cos)));
+            }
         }
-        self.filled = pos + 1;
-        if !logits {
-            return Ok(None);
+        for hv in &h[q_len + kv_len..] {
+            wide.push(hv.mul_local(inv).scale(1i128 << fx::FRAC_BITS));
         }
-        let inv = p.rms_inv(&x, dim, RMS_EPS)?;
-        let hl = p.dot_trunc(&w.classifier, &x, fx::FRAC_BITS)?;
-        Ok(Some(p.mul_trunc(&hl, &repeat(&inv, c.vocab_size), hi)?))
+        Ok(self
+            .p
+            .reduce_trunc(&wide, fx::HI_FRAC_BITS + fx::FRAC_BITS)?)
+    }
+
+    fn append_kv(&mut self, layer: usize, _pos: usize, k: &[Share], v: &[Share]) {
+        self.cache.k[layer].extend_from_slice(k);
+        self.cache.v[layer].extend_from_slice(v);
+    }
+
+    fn scores(
+        &mut self,
+        layer: usize,
+        q: &[Share],
+        n: usize,
+        heads: Heads,
+    ) -> Result<Vec<Share>, SecureError> {
+        let (kc, kv_dim, hs) = (
+            &self.cache.k[layer],
+            self.w.config.kv_dim(),
+            heads.head_size,
+        );
+        // Scores of every head in one round.
+        let mut sw = Vec::with_capacity(heads.n_heads * n);
+        for hd in 0..heads.n_heads {
+            let qh = &q[hd * hs..(hd + 1) * hs];
+            let off = heads.kv_offset(hd);
+            for t in 0..n {
+                sw.push(dot_wide(qh, &kc[t * kv_dim + off..t * kv_dim + off + hs]));
+            }
+        }
+        Ok(self.p.reduce_trunc(&sw, fx::FRAC_BITS)?)
+    }
+
+    fn mix_values(
+        &mut self,
+        layer: usize,
+        e: &[Share],
+        n: usize,
+        heads: Heads,
+    ) -> Result<Vec<Share>, SecureError> {
+        let (vc, kv_dim) = (&self.cache.v[layer], self.w.config.kv_dim());
+        let mut uw = Vec::with_capacity(heads.n_heads * heads.head_size);
+        for (hd, eh) in e.chunks_exact(n).enumerate() {
+            let off = heads.kv_offset(hd);
+            for j in 0..heads.head_size {
+                let mut acc = Wide::from(&Share::public(0));
+                for (t, et) in eh.iter().enumerate() {
+                    acc = acc.add(&et.mul_local(&vc[t * kv_dim + off + j]));
+                }
+                uw.push(acc);
+            }
+        }
+        Ok(self.p.reduce_trunc(&uw, fx::FRAC_BITS)?)
+    }
+
+    fn max(&mut self, x: &[Share], row_len: usize) -> Result<Vec<Share>, SecureError> {
+        Ok(self.p.max(x, row_len)?)
+    }
+
+    fn exp(&mut self, x: &[Share]) -> Result<Vec<Share>, SecureError> {
+        Ok(self.p.exp(x)?)
+    }
+
+    fn reciprocal(&mut self, d: &[Share], lo: i64, hi: i64) -> Result<Vec<Share>, SecureError> {
+        Ok(self.p.reciprocal_in(d, lo, hi)?)
+    }
+
+    fn scale_hi(&mut self, x: &[Share], f: &[Share]) -> Result<Vec<Share>, SecureError> {
+        Ok(self.p.mul_trunc(x, f, fx::HI_FRAC_BITS)?)
+    }
+
+    fn silu(&mut self, x: &[Share]) -> Result<Vec<Share>, SecureError> {
+        Ok(self.p.silu(x)?)
+    }
+
+    fn mul(&mut self, a: &[Share], b: &[Share]) -> Result<Vec<Share>, SecureError> {
+        Ok(self.p.mul_fx(a, b)?)
+    }
+
+    /// Nothing to check: no party sees a value. The plaintext twin checks the same pass.
+    fn check(&mut self, _what: Checked, _x: &[Share]) -> Result<(), SecureError> {
+        Ok(())
+    }
+
+    fn cached(&mut self, positions: usize) {
+        self.cache.filled = positions;
     }
 }
 

@@ -169,6 +169,41 @@ pub enum ShareFileError {
     },
 }
 
+/// The header's field id, quorum and party index must be possible; the error says which is not.
+fn check_header_fields(header: &ShareHeader) -> Result<(), String> {
+    if header.field != FIELD_MERSENNE127 {
+        return Err(format!("unknown field id {}", header.field));
+    }
+    if header.t == 0 || usize::from(header.n) < 2 * usize::from(header.t) + 1 {
+        return Err(format!(
+            "impossible quorum n={} t={} (need t >= 1 and n >= 2t+1)",
+            header.n, header.t
+        ));
+    }
+    if header.party == 0 || header.party > header.n {
+        return Err(format!(
+            "party index {} outside 1..={}",
+            header.party, header.n
+        ));
+    }
+    Ok(())
+}
+
+/// The `count` little-endian field elements of a payload, each canonical (below 2^127 - 1).
+fn read_elements(payload: &[u8], count: u64) -> Result<Vec<u128>, String> {
+    let mut elements = Vec::with_capacity(count as usize);
+    for (i, chunk) in payload.chunks_exact(16).enumerate() {
+        let mut le = [0u8; 16];
+        le.copy_from_slice(chunk);
+        let e = u128::from_le_bytes(le);
+        if e >= P127 {
+            return Err(format!("element {i} is not a canonical field element"));
+        }
+        elements.push(e);
+    }
+    Ok(elements)
+}
+
 impl ShareFile {
     /// A share file from its header and elements; the element count must match the header.
     pub fn new(header: ShareHeader, elements: Vec<u128>) -> Result<Self, String> {
@@ -276,32 +311,8 @@ impl ShareFile {
                 path: path.to_owned(),
             });
         }
-        if header.field != FIELD_MERSENNE127 {
-            return Err(corrupt(format!("unknown field id {}", header.field)));
-        }
-        if header.t == 0 || usize::from(header.n) < 2 * usize::from(header.t) + 1 {
-            return Err(corrupt(format!(
-                "impossible quorum n={} t={} (need t >= 1 and n >= 2t+1)",
-                header.n, header.t
-            )));
-        }
-        if header.party == 0 || header.party > header.n {
-            return Err(corrupt(format!(
-                "party index {} outside 1..={}",
-                header.party, header.n
-            )));
-        }
-        let mut elements = Vec::with_capacity(count as usize);
-        for (i, chunk) in content[body..].chunks_exact(16).enumerate() {
-            let e =
-                u128::from_le_bytes(chunk.try_into().expect("chunks_exact(16) yields 16 bytes"));
-            if e >= P127 {
-                return Err(corrupt(format!(
-                    "element {i} is not a canonical field element"
-                )));
-            }
-            elements.push(e);
-        }
+        check_header_fields(&header).map_err(corrupt)?;
+        let elements = read_elements(&content[body..], count).map_err(corrupt)?;
         Ok(Self { header, elements })
     }
 

@@ -80,71 +80,12 @@ impl Tokenizer {
             });
         }
         let mut r = Cursor { bytes, pos: 0 };
-        let max_len = r.i32().ok_or_else(|| LoadError::Truncated {
-            path: p(),
-            what: "max_token_length".into(),
-            needed: 4,
-            actual,
-        })?;
-        if max_len <= 0 || max_len as usize > MAX_TOKEN_LENGTH {
-            return Err(LoadError::BadHeader {
-                path: p(),
-                field: "max_token_length",
-                value: max_len.into(),
-                reason: "must be in 1..=1024",
-            });
-        }
-        let max_token_length = max_len as usize;
-        let min_vocab = BYTE_FALLBACK_OFFSET as usize + 256;
-        if vocab_size < min_vocab {
-            return Err(LoadError::BadHeader {
-                path: p(),
-                field: "vocab_size",
-                value: vocab_size as i64,
-                reason: "must be at least 259 (3 special tokens + 256 byte-fallback tokens)",
-            });
-        }
-        // Each token takes at least 8 bytes: check before allocating per-token storage.
-        let min_bytes = (vocab_size as u64).saturating_mul(8).saturating_add(4);
-        if min_bytes > actual {
-            return Err(LoadError::Truncated {
-                path: p(),
-                what: format!("{vocab_size} tokens"),
-                needed: min_bytes,
-                actual,
-            });
-        }
+        let max_token_length = read_max_token_length(&mut r, vocab_size, path, actual)?;
         let mut pieces = Vec::with_capacity(vocab_size);
         let mut scores = Vec::with_capacity(vocab_size);
         for id in 0..vocab_size {
-            let truncated = |needed: u64| LoadError::Truncated {
-                path: p(),
-                what: format!("token {id}"),
-                needed,
-                actual,
-            };
-            let score = r.f32().ok_or_else(|| truncated(r.pos as u64 + 4))?;
-            if !score.is_finite() {
-                return Err(LoadError::NonFinite {
-                    path: p(),
-                    tensor: "score",
-                    index: id,
-                });
-            }
-            let len = r.i32().ok_or_else(|| truncated(r.pos as u64 + 4))?;
-            if len < 0 || len as usize > max_token_length {
-                return Err(LoadError::BadPieceLength {
-                    path: p(),
-                    id,
-                    len: len.into(),
-                    max_token_length,
-                });
-            }
-            let needed = r.pos as u64 + len as u64;
-            let raw = r.take(len as usize).ok_or_else(|| truncated(needed))?;
-            let piece =
-                std::str::from_utf8(raw).map_err(|_| LoadError::NonUtf8Piece { path: p(), id })?;
-            pieces.push(piece.to_owned());
+            let (piece, score) = read_token(&mut r, id, max_token_length, path, actual)?;
+            pieces.push(piece);
             scores.push(score);
         }
         if r.pos < bytes.len() {
@@ -154,18 +95,7 @@ impl Tokenizer {
                 actual,
             });
         }
-        for b in 0..=255u8 {
-            let id = BYTE_FALLBACK_OFFSET as usize + usize::from(b);
-            let expected = format!("<0x{b:02X}>");
-            if pieces[id] != expected {
-                return Err(LoadError::ByteFallback {
-                    path: p(),
-                    id,
-                    expected,
-                    found: pieces[id].clone(),
-                });
-            }
-        }
+        check_byte_fallback(&pieces, path)?;
         let mut ids = HashMap::with_capacity(vocab_size);
         for (id, piece) in pieces.iter().enumerate() {
             // vocab_size <= MAX_HEADER_VALUE-sized inputs in practice; ids fit in u32 because
@@ -349,4 +279,104 @@ impl Cursor<'_> {
         let b = self.take(4)?;
         Some(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
+}
+
+/// Read and check `max_token_length`, and check that `vocab_size` tokens can fit in the file
+/// (before anything is allocated per token).
+fn read_max_token_length(
+    r: &mut Cursor<'_>,
+    vocab_size: usize,
+    path: &Path,
+    actual: u64,
+) -> Result<usize, LoadError> {
+    let p = || path.to_path_buf();
+    let max_len = r.i32().ok_or_else(|| LoadError::Truncated {
+        path: p(),
+        what: "max_token_length".into(),
+        needed: 4,
+        actual,
+    })?;
+    if max_len <= 0 || max_len as usize > MAX_TOKEN_LENGTH {
+        return Err(LoadError::BadHeader {
+            path: p(),
+            field: "max_token_length",
+            value: max_len.into(),
+            reason: "must be in 1..=1024",
+        });
+    }
+    let min_vocab = BYTE_FALLBACK_OFFSET as usize + 256;
+    if vocab_size < min_vocab {
+        return Err(LoadError::BadHeader {
+            path: p(),
+            field: "vocab_size",
+            value: vocab_size as i64,
+            reason: "must be at least 259 (3 special tokens + 256 byte-fallback tokens)",
+        });
+    }
+    // Each token takes at least 8 bytes: check before allocating per-token storage.
+    let min_bytes = (vocab_size as u64).saturating_mul(8).saturating_add(4);
+    if min_bytes > actual {
+        return Err(LoadError::Truncated {
+            path: p(),
+            what: format!("{vocab_size} tokens"),
+            needed: min_bytes,
+            actual,
+        });
+    }
+    Ok(max_len as usize)
+}
+
+/// Read token `id`: its score (finite) and its piece (UTF-8, at most `max_token_length`).
+fn read_token(
+    r: &mut Cursor<'_>,
+    id: usize,
+    max_token_length: usize,
+    path: &Path,
+    actual: u64,
+) -> Result<(String, f32), LoadError> {
+    let p = || path.to_path_buf();
+    let truncated = |needed: u64| LoadError::Truncated {
+        path: p(),
+        what: format!("token {id}"),
+        needed,
+        actual,
+    };
+    let score = r.f32().ok_or_else(|| truncated(r.pos as u64 + 4))?;
+    if !score.is_finite() {
+        return Err(LoadError::NonFinite {
+            path: p(),
+            tensor: "score",
+            index: id,
+        });
+    }
+    let len = r.i32().ok_or_else(|| truncated(r.pos as u64 + 4))?;
+    if len < 0 || len as usize > max_token_length {
+        return Err(LoadError::BadPieceLength {
+            path: p(),
+            id,
+            len: len.into(),
+            max_token_length,
+        });
+    }
+    let needed = r.pos as u64 + len as u64;
+    let raw = r.take(len as usize).ok_or_else(|| truncated(needed))?;
+    let piece = std::str::from_utf8(raw).map_err(|_| LoadError::NonUtf8Piece { path: p(), id })?;
+    Ok((piece.to_owned(), score))
+}
+
+/// The byte-fallback tokens must be `<0x00>` ... `<0xFF>` at their fixed ids.
+fn check_byte_fallback(pieces: &[String], path: &Path) -> Result<(), LoadError> {
+    for b in 0..=255u8 {
+        let id = BYTE_FALLBACK_OFFSET as usize + usize::from(b);
+        let expected = format!("<0x{b:02X}>");
+        if pieces[id] != expected {
+            return Err(LoadError::ByteFallback {
+                path: path.to_path_buf(),
+                id,
+                expected,
+                found: pieces[id].clone(),
+            });
+        }
+    }
+    Ok(())
 }
