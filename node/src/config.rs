@@ -152,176 +152,22 @@ impl NodeConfig {
 
     /// Validates `text`, read from `path` (relative paths are resolved against its folder).
     pub fn parse(text: &str, path: &Path) -> Result<NodeConfig, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let message = e.message().to_owned();
-            let at = e
-                .span()
-                .map(|s| {
-                    let line = text[..s.start.min(text.len())].lines().count().max(1);
-                    format!(" (line {line})")
-                })
-                .unwrap_or_default();
-            ConfigError::Parse {
-                path: path.to_owned(),
-                hint: hint_for(&message),
-                message: format!("{message}{at}"),
-            }
-        })?;
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &Path| {
-            if p.is_absolute() {
-                p.to_owned()
-            } else {
-                dir.join(p)
-            }
+        let raw = parse_toml(text, path)?;
+        let f = Fields {
+            path,
+            dir: path.parent().unwrap_or(Path::new(".")),
         };
-        let invalid =
-            |field: String, value: &str, problem: String, fix: &str| ConfigError::Invalid {
-                path: path.to_owned(),
-                field,
-                value: value.to_owned(),
-                problem,
-                fix: fix.to_owned(),
-            };
-
-        let mut listen = Vec::with_capacity(raw.listen.len());
-        for (i, a) in raw.listen.iter().enumerate() {
-            let addr: Multiaddr = a.parse().map_err(|e| {
-                invalid(
-                    format!("listen[{i}]"),
-                    a,
-                    format!("not a multiaddr ({e})"),
-                    "write an address like \"/ip4/0.0.0.0/tcp/4100\"",
-                )
-            })?;
-            listen.push(addr);
-        }
-        if listen.is_empty() {
-            return Err(invalid(
-                "listen".into(),
-                "[]",
-                "no address to listen on, so no peer could reach this node".into(),
-                "add one, e.g. listen = [\"/ip4/0.0.0.0/tcp/4100\"]",
-            ));
-        }
-
-        let mut allowed_peers = Vec::with_capacity(raw.allowed_peers.len());
-        for (i, p) in raw.allowed_peers.iter().enumerate() {
-            let peer: PeerId = p.parse().map_err(|e| {
-                invalid(
-                    format!("allowed_peers[{i}]"),
-                    p,
-                    format!("not a peer ID ({e})"),
-                    "copy the peer ID that `sotto run` prints at start (it begins with 12D3KooW)",
-                )
-            })?;
-            allowed_peers.push(peer);
-        }
-        if allowed_peers.is_empty() {
-            return Err(invalid(
-                "allowed_peers".into(),
-                "[]",
-                "the allow-list is empty, so no device or client could ever join".into(),
-                "list the peer ID of every other device and of every client",
-            ));
-        }
-
-        let mut static_peers = Vec::with_capacity(raw.static_peers.len());
-        for (i, a) in raw.static_peers.iter().enumerate() {
-            let field = format!("static_peers[{i}]");
-            let addr: Multiaddr = a.parse().map_err(|e| {
-                invalid(
-                    field.clone(),
-                    a,
-                    format!("not a multiaddr ({e})"),
-                    "write an address like \"/ip4/192.168.1.12/tcp/4100/p2p/12D3KooW...\"",
-                )
-            })?;
-            let peer = match addr.iter().last() {
-                Some(mesh::net::Protocol::P2p(peer)) => peer,
-                _ => {
-                    return Err(invalid(
-                        field,
-                        a,
-                        "the address does not end in /p2p/<peer id>".into(),
-                        "append the device's peer ID (`sotto run` prints it at start)",
-                    ));
-                }
-            };
-            if !allowed_peers.contains(&peer) {
-                return Err(invalid(
-                    field,
-                    a,
-                    format!(
-                        "peer {peer} is not in allowed_peers, so its connection would be refused"
-                    ),
-                    "add its peer ID to allowed_peers or remove the address",
-                ));
-            }
-            static_peers.push(addr);
-        }
-
-        // A profile file is relative to node.toml, like the other paths.
-        let spec = if raw.profile.ends_with(".toml") || raw.profile.contains('/') {
-            resolve(Path::new(&raw.profile)).display().to_string()
-        } else {
-            raw.profile.clone()
-        };
-        let profile = Profile::find(&spec).map_err(|e| {
-            invalid(
-                "profile".into(),
-                &raw.profile,
-                e.to_string(),
-                &format!(
-                    "use a built-in profile ({}) or a path to a profile .toml",
-                    Profile::builtin_names().collect::<Vec<_>>().join(", ")
-                ),
-            )
-        })?;
-
-        // "profile": emulate the link of the device class's network (ethernet -> lan, wifi ->
-        // wifi), e.g. to rehearse a wifi deployment on a wired test bench.
-        let link_name = if raw.link == "profile" {
-            profile.network().link_profile()
-        } else {
-            raw.link.as_str()
-        };
-        let link: LinkProfile = link_name.parse().map_err(|_| {
-            invalid(
-                "link".into(),
-                &raw.link,
-                "unknown link profile".into(),
-                "use \"loopback\" (no emulation), \"lan\", \"wifi\" or \"profile\" (the device profile's network class)",
-            )
-        })?;
-
-        for (field, value) in [
-            ("round_timeout_ms", raw.round_timeout_ms),
-            ("recovery_timeout_ms", raw.recovery_timeout_ms),
-        ] {
-            if value == 0 {
-                return Err(invalid(
-                    field.into(),
-                    "0",
-                    "a zero timeout fails every session".into(),
-                    "leave it out for the default or give milliseconds, e.g. 10000",
-                ));
-            }
-        }
-        if raw.max_sessions == 0 {
-            return Err(invalid(
-                "max_sessions".into(),
-                "0",
-                "the node would refuse every request".into(),
-                "leave it out (default 2) or give a positive number",
-            ));
-        }
-
+        let listen = f.listen(&raw.listen)?;
+        let allowed_peers = f.allowed_peers(&raw.allowed_peers)?;
+        let static_peers = f.static_peers(&raw.static_peers, &allowed_peers)?;
+        let profile = f.profile(&raw.profile)?;
+        let link = f.link(&raw.link, &profile)?;
+        f.limits(&raw)?;
         Ok(NodeConfig {
             path: path.to_owned(),
-            identity: resolve(&raw.identity),
-            share_file: resolve(&raw.share_file),
-            psk_file: resolve(&raw.psk_file),
+            identity: f.resolve(&raw.identity),
+            share_file: f.resolve(&raw.share_file),
+            psk_file: f.resolve(&raw.psk_file),
             listen,
             static_peers,
             allowed_peers,
@@ -345,6 +191,197 @@ impl NodeConfig {
         // a closed connection or a failed ping.
         net.idle_connection_timeout = Duration::from_secs(24 * 3600);
         net
+    }
+}
+
+fn parse_toml(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let message = e.message().to_owned();
+        let at = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].lines().count().max(1);
+                format!(" (line {line})")
+            })
+            .unwrap_or_default();
+        ConfigError::Parse {
+            path: path.to_owned(),
+            hint: hint_for(&message),
+            message: format!("{message}{at}"),
+        }
+    })
+}
+
+/// Checks one field at a time, naming the file and the field in every error.
+struct Fields<'a> {
+    path: &'a Path,
+    dir: &'a Path,
+}
+
+impl Fields<'_> {
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.dir.join(p)
+        }
+    }
+
+    fn invalid(&self, field: String, value: &str, problem: String, fix: &str) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            field,
+            value: value.to_owned(),
+            problem,
+            fix: fix.to_owned(),
+        }
+    }
+
+    fn multiaddr(&self, field: String, a: &str, example: &str) -> Result<Multiaddr, ConfigError> {
+        a.parse().map_err(|e| {
+            self.invalid(
+                field,
+                a,
+                format!("not a multiaddr ({e})"),
+                &format!("write an address like \"{example}\""),
+            )
+        })
+    }
+
+    fn listen(&self, raw: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
+        let listen = raw
+            .iter()
+            .enumerate()
+            .map(|(i, a)| self.multiaddr(format!("listen[{i}]"), a, "/ip4/0.0.0.0/tcp/4100"))
+            .collect::<Result<Vec<_>, _>>()?;
+        if listen.is_empty() {
+            return Err(self.invalid(
+                "listen".into(),
+                "[]",
+                "no address to listen on, so no peer could reach this node".into(),
+                "add one, e.g. listen = [\"/ip4/0.0.0.0/tcp/4100\"]",
+            ));
+        }
+        Ok(listen)
+    }
+
+    fn allowed_peers(&self, raw: &[String]) -> Result<Vec<PeerId>, ConfigError> {
+        let mut allowed = Vec::with_capacity(raw.len());
+        for (i, p) in raw.iter().enumerate() {
+            allowed.push(p.parse().map_err(|e| {
+                self.invalid(
+                    format!("allowed_peers[{i}]"),
+                    p,
+                    format!("not a peer ID ({e})"),
+                    "copy the peer ID that `sotto run` prints at start (it begins with 12D3KooW)",
+                )
+            })?);
+        }
+        if allowed.is_empty() {
+            return Err(self.invalid(
+                "allowed_peers".into(),
+                "[]",
+                "the allow-list is empty, so no device or client could ever join".into(),
+                "list the peer ID of every other device and of every client",
+            ));
+        }
+        Ok(allowed)
+    }
+
+    fn static_peers(
+        &self,
+        raw: &[String],
+        allowed: &[PeerId],
+    ) -> Result<Vec<Multiaddr>, ConfigError> {
+        let mut peers = Vec::with_capacity(raw.len());
+        for (i, a) in raw.iter().enumerate() {
+            let field = format!("static_peers[{i}]");
+            let example = "/ip4/192.168.1.12/tcp/4100/p2p/12D3KooW...";
+            let addr = self.multiaddr(field.clone(), a, example)?;
+            let Some(mesh::net::Protocol::P2p(peer)) = addr.iter().last() else {
+                return Err(self.invalid(
+                    field,
+                    a,
+                    "the address does not end in /p2p/<peer id>".into(),
+                    "append the device's peer ID (`sotto run` prints it at start)",
+                ));
+            };
+            if !allowed.contains(&peer) {
+                return Err(self.invalid(
+                    field,
+                    a,
+                    format!(
+                        "peer {peer} is not in allowed_peers, so its connection would be refused"
+                    ),
+                    "add its peer ID to allowed_peers or remove the address",
+                ));
+            }
+            peers.push(addr);
+        }
+        Ok(peers)
+    }
+
+    fn profile(&self, raw: &str) -> Result<Profile, ConfigError> {
+        // A profile file is relative to node.toml, like the other paths.
+        let spec = if raw.ends_with(".toml") || raw.contains('/') {
+            self.resolve(Path::new(raw)).display().to_string()
+        } else {
+            raw.to_owned()
+        };
+        Profile::find(&spec).map_err(|e| {
+            self.invalid(
+                "profile".into(),
+                raw,
+                e.to_string(),
+                &format!(
+                    "use a built-in profile ({}) or a path to a profile .toml",
+                    Profile::builtin_names().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+    }
+
+    fn link(&self, raw: &str, profile: &Profile) -> Result<LinkProfile, ConfigError> {
+        // "profile": emulate the link of the device class's network (ethernet -> lan, wifi ->
+        // wifi), e.g. to rehearse a wifi deployment on a wired test bench.
+        let name = if raw == "profile" {
+            profile.network().link_profile()
+        } else {
+            raw
+        };
+        name.parse().map_err(|_| {
+            self.invalid(
+                "link".into(),
+                raw,
+                "unknown link profile".into(),
+                "use \"loopback\" (no emulation), \"lan\", \"wifi\" or \"profile\" (the device profile's network class)",
+            )
+        })
+    }
+
+    fn limits(&self, raw: &RawConfig) -> Result<(), ConfigError> {
+        for (field, value) in [
+            ("round_timeout_ms", raw.round_timeout_ms),
+            ("recovery_timeout_ms", raw.recovery_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(self.invalid(
+                    field.into(),
+                    "0",
+                    "a zero timeout fails every session".into(),
+                    "leave it out for the default or give milliseconds, e.g. 10000",
+                ));
+            }
+        }
+        if raw.max_sessions == 0 {
+            return Err(self.invalid(
+                "max_sessions".into(),
+                "0",
+                "the node would refuse every request".into(),
+                "leave it out (default 2) or give a positive number",
+            ));
+        }
+        Ok(())
     }
 }
 
