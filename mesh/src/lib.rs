@@ -13,8 +13,6 @@
 //!   [`ClientLink`], the wire frame, and the [`Counters`] (rounds, messages, elements, bytes).
 //! - [`memory`]: an in-memory transport (one thread per party) and the test harness
 //!   [`memory::run_parties`] / [`memory::run_with_client`].
-//! - [`net`]: the libp2p mesh: how devices find and admit each other, and the networked
-//!   `Transport` / `ClientLink` that carry the same rounds.
 //! - [`Party`] (module `party`): one party's context (transport, preprocessing pool,
 //!   counters) and the basic protocols: [`Party::mul`], [`Party::mul_trunc`],
 //!   [`Party::dot_trunc`], [`Party::trunc`], [`Party::reduce`], [`Party::reduce_trunc`],
@@ -27,6 +25,10 @@
 //! - [`prep`]: the preprocessing pool and its dealer-free generation (random bits, truncation
 //!   masks, comparison material), with a [`Demand`] per protocol to fill it ahead of time.
 //! - [`Client`] (module `client`): the data owner's endpoint: `share_input`, `reconstruct`.
+//!
+//! The engine opens no socket and runs no async runtime: the libp2p mesh (how devices find and
+//! admit each other, and the networked `Transport` / `ClientLink` that carry the same rounds) is
+//! the `mesh-net` crate (`mesh/net/`), which implements [`Transport`] and [`ClientLink`].
 //!
 //! `docs/protocol.md` describes the protocols, their rounds and error bounds, and the threat
 //! model.
@@ -58,7 +60,6 @@ pub mod field;
 pub mod fx;
 mod ids;
 pub mod memory;
-pub mod net;
 mod nonlinear;
 mod party;
 pub mod prep;

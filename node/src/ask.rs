@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
-use mesh::net::{
-    self, Keypair, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId, PreSharedKey,
-    Protocol, QuorumView, ShareSummary,
-};
 use mesh::{Fp, Share, Threshold, fx};
+use mesh_net::{
+    self as net, Keypair, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId,
+    PreSharedKey, Protocol, QuorumView, ShareSummary,
+};
 use models::secure::ClientToken;
 use models::{BOS, Sampler, Tokenizer, Utf8Stream};
 use rand::RngCore;

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use firmware_profiles::{DEFAULT_PROFILE, Profile};
-use mesh::net::{LinkProfile, Multiaddr, PeerId};
-use mesh::net::{NetConfig, PreSharedKey, ShareSummary};
+use mesh_net::{LinkProfile, Multiaddr, PeerId};
+use mesh_net::{NetConfig, PreSharedKey, ShareSummary};
 use serde::Deserialize;
 
 /// The file as written (before validation).
@@ -238,7 +238,7 @@ impl NodeConfig {
                 )
             })?;
             let peer = match addr.iter().last() {
-                Some(mesh::net::Protocol::P2p(peer)) => peer,
+                Some(mesh_net::Protocol::P2p(peer)) => peer,
                 _ => {
                     return Err(invalid(
                         field,

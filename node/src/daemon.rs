@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use mesh::Threshold;
-use mesh::net::{self, ControlRequest, NetEvent, NetHandle, PeerId, ShareSummary};
+use mesh_net::{self as net, ControlRequest, NetEvent, NetHandle, PeerId, ShareSummary};
 use models::secure::PartyModel;
 use models::sharefile::ShareFile;
 use tokio::sync::broadcast;

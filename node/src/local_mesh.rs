@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use mesh::net::{self, Keypair, LinkProfile, Multiaddr, NetConfig, PeerId};
 use mesh::{Counters, PhaseCounters, Threshold};
+use mesh_net::{self as net, Keypair, LinkProfile, Multiaddr, NetConfig, PeerId};
 use models::Sampler;
 use models::secure::{ClientToken, PartyModel, Selection, SessionParams};
 

@@ -12,8 +12,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use mesh::memory::mesh as memory_mesh;
-use mesh::net::LinkProfile;
 use mesh::{Client, Counters, Party, Threshold};
+use mesh_net::LinkProfile;
 use models::secure::{
     ClientToken, PartyModel, Selection, SessionParams, check_quorum, client_session, file_sha256,
     party_session, provision,

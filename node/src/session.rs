@@ -33,8 +33,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use mesh::net::{NetError, NetHandle, PeerId, SessionId};
 use mesh::{Counters, Endpoint, MeshError, Party, Share, Threshold, Transport};
+use mesh_net::{NetError, NetHandle, PeerId, SessionId};
 use models::secure::{
     PartyModel, SecureEngine, SecureError, Selection, SessionParams, argmax_onehot,
 };
@@ -253,16 +253,16 @@ pub(crate) struct DecodeError(String);
 pub(crate) fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     // Encoding our own enums into a Vec cannot fail; an empty body would be refused by the
     // receiver's decoder anyway.
-    mesh::net::frame::encode_control(msg)
+    mesh_net::frame::encode_control(msg)
         .map(|mut b| b.split_off(1))
         .unwrap_or_default()
 }
 
 pub(crate) fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
     let mut framed = Vec::with_capacity(body.len() + 1);
-    framed.push(mesh::net::frame::WIRE_VERSION);
+    framed.push(mesh_net::frame::WIRE_VERSION);
     framed.extend_from_slice(body);
-    mesh::net::frame::decode_control(&framed).map_err(|e| DecodeError(e.to_string()))
+    mesh_net::frame::decode_control(&framed).map_err(|e| DecodeError(e.to_string()))
 }
 
 /// Input and output payloads: `[version][count u32 LE][count x 16-byte shares]`.
@@ -689,7 +689,7 @@ impl PartySession {
             }
             let slice = (Instant::now() + RECV_SLICE).min(deadline);
             match self.rt.block_on(self.net.recv_round(
-                mesh::net::CLIENT,
+                mesh_net::CLIENT,
                 session,
                 u64::from(u),
                 slice,
@@ -911,7 +911,7 @@ impl PartySession {
         let session = frame_session(&self.request.key, Stream::Output(epoch));
         self.rt
             .block_on(self.net.send_round(
-                mesh::net::CLIENT,
+                mesh_net::CLIENT,
                 session,
                 u64::from(unit),
                 encode_shares(&out),
