@@ -17,8 +17,6 @@
 //!   [`ClientLink`], and the [`Counters`] (rounds, messages, elements, bytes).
 //! - [`memory`]: an in-memory transport (one thread per party) and the test harness
 //!   [`memory::run_parties`] / [`memory::run_with_client`].
-//! - [`net`]: the libp2p mesh: how devices find and admit each other, and the networked
-//!   `Transport` / `ClientLink` that carry the same rounds.
 //! - `round`: the round engine: one round resharing and opening at once, the jobs that share
 //!   rounds, the round numbers and the counters' bookkeeping.
 //! - `protocols/`: the multi-round protocols as jobs: degree reduction (`mul`), fused
@@ -38,6 +36,10 @@
 //!   every received share lies on one degree-t polynomial.
 //! - [`Client`] (module `client`): the data owner's endpoint: `share_input`, `reconstruct`
 //!   (through [`reconstruct_all`]).
+//!
+//! The engine opens no socket and runs no async runtime: the libp2p mesh (how devices find and
+//! admit each other, and the networked `Transport` / `ClientLink` that carry the same rounds) is
+//! the `mesh-net` crate (`mesh/net/`), which implements [`Transport`] and [`ClientLink`].
 //!
 //! `docs/protocol.md` describes the protocols, their rounds and error bounds, and the threat
 //! model.
@@ -70,7 +72,6 @@ mod frame;
 pub mod fx;
 mod ids;
 pub mod memory;
-pub mod net;
 mod nonlinear;
 mod params;
 mod party;

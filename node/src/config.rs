@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use firmware_profiles::{DEFAULT_PROFILE, Profile};
-use mesh::net::{LinkProfile, Multiaddr, PeerId};
-use mesh::net::{NetConfig, PreSharedKey, ShareSummary};
+use mesh_net::{LinkProfile, Multiaddr, PeerId};
+use mesh_net::{NetConfig, PreSharedKey, ShareSummary};
 use serde::Deserialize;
 
 /// The file as written (before validation).
@@ -298,7 +298,7 @@ impl Fields<'_> {
             let field = format!("static_peers[{i}]");
             let example = "/ip4/192.168.1.12/tcp/4100/p2p/12D3KooW...";
             let addr = self.multiaddr(field.clone(), a, example)?;
-            let Some(mesh::net::Protocol::P2p(peer)) = addr.iter().last() else {
+            let Some(mesh_net::Protocol::P2p(peer)) = addr.iter().last() else {
                 return Err(self.invalid(
                     field,
                     a,

@@ -13,7 +13,7 @@
 //! - [`client`]: the client of a mesh of devices: reach it, find the quorum, ask, status.
 //! - [`memory`]: the mesh in one process without a network (`demo --in-memory`, tests).
 //! - [`demo`]: provisioning and the local demo mesh (libp2p on 127.0.0.1, or in memory).
-//! - [`net_io`]: the session I/O traits over a `mesh::net::NetHandle`.
+//! - [`net_io`]: the session I/O traits over a `mesh_net::NetHandle`.
 //! - [`config`]: `node.toml`; [`model_dir`]: where model files are looked for.
 //!
 //! `docs/architecture.md` follows one token through these modules; `docs/session.md`

@@ -8,8 +8,8 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use mesh::net::SessionId;
 use mesh::{PartyId, Threshold};
+use mesh_net::SessionId;
 use models::Sampler;
 use models::secure::PartyModel;
 

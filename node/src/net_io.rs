@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use mesh::net::{CLIENT, NetError, NetHandle, PeerId, SessionId};
+use mesh_net::{CLIENT, NetError, NetHandle, PeerId, SessionId};
 use tokio::runtime::Handle;
 
 use crate::session::wire::{Control, encode};

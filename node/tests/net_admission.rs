@@ -37,7 +37,7 @@ fn a_node_with_the_wrong_mesh_key_never_joins() {
     let mut mesh = Mesh::new(3, 1);
     mesh.start(1);
     mesh.start(2);
-    mesh::net::write_psk(&mesh.path("other.psk"), &mesh::net::generate_psk()).unwrap();
+    mesh_net::write_psk(&mesh.path("other.psk"), &mesh_net::generate_psk()).unwrap();
     // The right share file and identity; only the key differs.
     mesh.start_with(3, |c| {
         c.replace("psk_file = \"mesh.psk\"", "psk_file = \"other.psk\"")

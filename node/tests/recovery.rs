@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{load_model, max_logit_error, party_models, plaintext};
-use mesh::net::LinkProfile;
 use mesh::{PartyId, Threshold};
+use mesh_net::LinkProfile;
 use models::Sampler;
 use node::demo::local::{Deadlines, LocalMesh};
 use node::session::{Generated, Generation, Selection};

@@ -12,11 +12,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use mesh::net::{
-    self, ControlRequest, Keypair, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId, PreSharedKey,
-    Protocol, QuorumView, ShareSummary,
-};
 use mesh::{PartyId, Threshold};
+use mesh_net::{
+    self as net, ControlRequest, Keypair, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId,
+    PreSharedKey, Protocol, QuorumView, ShareSummary,
+};
 use tokio::runtime::Handle;
 use tokio::sync::{broadcast, mpsc};
 use tracing::info;
@@ -381,7 +381,7 @@ impl Frames for NetClientIo<'_> {
     fn send(
         &self,
         to: Peer,
-        session: mesh::net::SessionId,
+        session: mesh_net::SessionId,
         round: u64,
         payload: Vec<u8>,
     ) -> Result<(), FrameError> {
@@ -391,14 +391,14 @@ impl Frames for NetClientIo<'_> {
     fn recv(
         &self,
         from: Peer,
-        session: mesh::net::SessionId,
+        session: mesh_net::SessionId,
         round: u64,
         deadline: Instant,
     ) -> Result<Vec<u8>, FrameError> {
         self.frames.recv(from, session, round, deadline)
     }
 
-    fn end(&self, session: mesh::net::SessionId) {
+    fn end(&self, session: mesh_net::SessionId) {
         self.frames.end(session)
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use mesh::net::{self, Keypair, LinkProfile, Multiaddr, NetConfig, PeerId, PreSharedKey};
 use mesh::{PartyId, Threshold};
+use mesh_net::{self as net, Keypair, LinkProfile, Multiaddr, NetConfig, PeerId, PreSharedKey};
 use models::Sampler;
 use models::secure::PartyModel;
 

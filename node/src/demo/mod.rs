@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use mesh::Threshold;
-use mesh::net::LinkProfile;
+use mesh_net::LinkProfile;
 use models::secure::{PartyModel, check_quorum, file_sha256, provision};
 use models::sharefile::ShareFile;
 use models::{Engine, F32Engine, FixedWeights, Model, Sampler};

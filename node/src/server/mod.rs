@@ -14,8 +14,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use mesh::net::SessionId;
 use mesh::{PartyId, Threshold};
+use mesh_net::SessionId;
 use models::secure::PartyModel;
 use tracing::{info, warn};
 

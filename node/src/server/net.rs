@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh::PartyId;
-use mesh::net::{ControlRequest, NetEvent, NetHandle, PeerId, SessionId, ShareSummary};
+use mesh_net::{ControlRequest, NetEvent, NetHandle, PeerId, SessionId, ShareSummary};
 use models::secure::PartyModel;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{error, warn};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use mesh::Threshold;
-use mesh::net::{self, Keypair, PreSharedKey};
+use mesh_net::{self as net, Keypair, PreSharedKey};
 use models::secure::PartyModel;
 use models::sharefile::ShareFile;
 use tracing::info;

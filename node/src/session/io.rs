@@ -1,13 +1,13 @@
 //! The session protocol's view of what carries its messages: the small I/O traits the party
 //! and client sides are written against, once. The network implements them over a
-//! `mesh::net::NetHandle` ([`crate::server::net`], [`crate::client`]); the in-memory one
+//! `mesh_net::NetHandle` ([`crate::server::net`], [`crate::client`]); the in-memory one
 //! ([`crate::memory`]) over a router in one process. Both are blocking: the protocol runs on
 //! plain OS threads.
 
 use std::time::Instant;
 
 use mesh::PartyId;
-use mesh::net::SessionId;
+use mesh_net::SessionId;
 
 use super::wire::{Control, Reply};
 

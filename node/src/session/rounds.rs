@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mesh::net::SessionId;
 use mesh::{Endpoint, MeshError, PartyId, Transport};
+use mesh_net::SessionId;
 
 use super::control::SessionControl;
 use super::io::{FrameError, Frames, Peer};

@@ -2,12 +2,12 @@
 //! and their replies, and the one codec of the shares the client sends and receives.
 //!
 //! Control bodies are postcard behind the mesh's control version byte
-//! ([`mesh::net::frame::encode_control`]); share payloads are
+//! ([`mesh_net::frame::encode_control`]); share payloads are
 //! `[version][count u32 LE][count x 16-byte shares]`. Decoders check versions and lengths
 //! before allocating and return [`WireError`], never panic.
 
-use mesh::net::SessionId;
 use mesh::{PartyId, Share};
+use mesh_net::SessionId;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -330,7 +330,7 @@ pub enum WireError {
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     // Encoding our own enums into a Vec cannot fail; an empty body would be refused by the
     // receiver's decoder anyway.
-    mesh::net::frame::encode_control(msg)
+    mesh_net::frame::encode_control(msg)
         .map(|mut b| b.split_off(1))
         .unwrap_or_default()
 }
@@ -338,9 +338,9 @@ pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
 /// Decodes a control message or reply.
 pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, WireError> {
     let mut framed = Vec::with_capacity(body.len() + 1);
-    framed.push(mesh::net::frame::WIRE_VERSION);
+    framed.push(mesh_net::frame::WIRE_VERSION);
     framed.extend_from_slice(body);
-    mesh::net::frame::decode_control(&framed).map_err(|e| WireError::Control(e.to_string()))
+    mesh_net::frame::decode_control(&framed).map_err(|e| WireError::Control(e.to_string()))
 }
 
 /// Encodes shares for the client's inputs and the parties' outputs.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh::Threshold;
-use mesh::net::{self, PeerId};
+use mesh_net::{self as net, PeerId};
 use models::secure::{file_sha256, provision};
 use models::{Engine, F32Engine, FixedWeights, Model};
 

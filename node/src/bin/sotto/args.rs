@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use mesh::net::LinkProfile;
+use mesh_net::LinkProfile;
 use models::Sampler;
 use node::client::ReachSpec;
 use node::session::{Generation, Selection};

@@ -1,4 +1,6 @@
-//! The libp2p mesh: how Sotto devices find each other, admit each other and carry MPC rounds.
+//! `mesh-net`, the libp2p mesh of Sotto: how devices find each other, admit each other and carry
+//! the MPC rounds of the `mesh` engine (this crate implements [`mesh::Transport`] and
+//! [`mesh::ClientLink`] over the network; `mesh` itself opens no socket).
 //!
 //! - [`config`]: [`NetConfig`], everything a node needs to join, and its validation.
 //! - [`identity`]: the node's ed25519 identity and the mesh pre-shared key on disk (0600,
@@ -18,13 +20,13 @@
 //!   peers ([`NetHandle::control`], [`NetHandle::take_control_requests`], [`ControlRequest`]);
 //!   the node gives them meaning (session requests, recovery, status).
 //! - [`NetHandle`]: the cloneable async handle to the event loop; [`NetTransport`] and
-//!   [`NetClientLink`]: the blocking [`crate::Transport`] / [`crate::ClientLink`] for protocol
+//!   [`NetClientLink`]: the blocking [`mesh::Transport`] / [`mesh::ClientLink`] for protocol
 //!   threads.
 //!
 //! ```no_run
-//! # async fn example(config: mesh::net::NetConfig, key: mesh::net::Keypair) -> Result<(), mesh::net::NetError> {
-//! use mesh::net::SessionId;
-//! let (handle, event_loop) = mesh::net::new(config, key)?;
+//! # async fn example(config: mesh_net::NetConfig, key: mesh_net::Keypair) -> Result<(), mesh_net::NetError> {
+//! use mesh_net::SessionId;
+//! let (handle, event_loop) = mesh_net::new(config, key)?;
 //! tokio::spawn(event_loop.run());
 //! handle.wait_for_quorum(std::time::Duration::from_secs(30)).await?;
 //! let transport = handle.transport(SessionId(1))?; // a `mesh::Transport`

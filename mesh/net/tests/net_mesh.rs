@@ -9,11 +9,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use mesh::net::{
-    self, CLIENT, Keypair, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId,
-    PreSharedKey, QuorumConflict, SessionId, ShareSummary,
-};
 use mesh::{ClientLink, Threshold, Transport};
+use mesh_net::{
+    CLIENT, Keypair, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId, PreSharedKey,
+    QuorumConflict, SessionId, ShareSummary,
+};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -74,7 +74,7 @@ fn test_config(
 }
 
 async fn start(config: NetConfig, key: Keypair) -> Node {
-    let (handle, event_loop) = net::new(config, key).expect("valid config");
+    let (handle, event_loop) = mesh_net::new(config, key).expect("valid config");
     let task = tokio::spawn(event_loop.run());
     let addr = handle
         .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
@@ -90,7 +90,7 @@ async fn start_mesh(
     summary: ShareSummary,
     extra_allowed: &[PeerId],
 ) -> (Vec<Node>, PreSharedKey) {
-    let psk = net::generate_psk();
+    let psk = mesh_net::generate_psk();
     let keys: Vec<Keypair> = (0..parties).map(|_| Keypair::generate_ed25519()).collect();
     let mut allowed: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
     allowed.extend_from_slice(extra_allowed);
@@ -411,7 +411,7 @@ async fn node_with_the_wrong_psk_never_connects() {
         allowed.push(peer_c);
         // Same allow-list, same share summary, its own party index: only the key differs.
         let stranger = start(
-            test_config(net::generate_psk(), allowed, summary(3, 1), Some(3)),
+            test_config(mesh_net::generate_psk(), allowed, summary(3, 1), Some(3)),
             key_c,
         )
         .await;
@@ -642,7 +642,7 @@ async fn raw_tcp_garbage_never_reaches_the_protocol() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_frame_from_an_admitted_peer_is_dropped_without_harm() {
     bounded(async {
-        let psk = net::generate_psk();
+        let psk = mesh_net::generate_psk();
         let (key_a, key_b, key_c) = (
             Keypair::generate_ed25519(),
             Keypair::generate_ed25519(),
@@ -720,7 +720,7 @@ async fn oversized_frame_from_an_admitted_peer_is_dropped_without_harm() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, NetError::Frame(net::FrameError::TooLarge { .. })),
+            matches!(err, NetError::Frame(mesh_net::FrameError::TooLarge { .. })),
             "{err}"
         );
         for node in [a, b, c] {
@@ -733,7 +733,7 @@ async fn oversized_frame_from_an_admitted_peer_is_dropped_without_harm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rounds_are_buffered_until_asked_for_and_bounded() {
     bounded(async {
-        let psk = net::generate_psk();
+        let psk = mesh_net::generate_psk();
         let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
         let allowed: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
         let mut nodes = Vec::new();
@@ -870,13 +870,13 @@ async fn conflicting_announcements_are_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wifi_link_emulation_is_applied_on_the_send_path() {
     bounded(async {
-        let psk = net::generate_psk();
+        let psk = mesh_net::generate_psk();
         let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
         let allowed: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
         let mut nodes: Vec<Node> = Vec::new();
         for (i, key) in keys.into_iter().enumerate() {
             let mut config = test_config(psk, allowed.clone(), summary(3, 1), Some(i as u8 + 1));
-            config.link = net::LinkProfile::Wifi;
+            config.link = mesh_net::LinkProfile::Wifi;
             let node = start(config, key).await;
             for earlier in &nodes {
                 node.handle
@@ -895,7 +895,7 @@ async fn wifi_link_emulation_is_applied_on_the_send_path() {
 
         // Ping-pong: every round trip pays at least the profile's 3 ms. Only lower bounds are
         // asserted; the emulator's precision is checked in tests/net_link.rs.
-        let rtt_floor = net::LinkProfile::Wifi.round_trip(0);
+        let rtt_floor = mesh_net::LinkProfile::Wifi.round_trip(0);
         for round in 0..5u64 {
             let start = Instant::now();
             a.send_round(2, session, 2 * round, vec![1; 64])
@@ -919,8 +919,8 @@ async fn wifi_link_emulation_is_applied_on_the_send_path() {
             .unwrap();
         b.recv_round(1, session, 100, far()).await.unwrap();
         let one_way = start.elapsed();
-        let floor = net::LinkProfile::Wifi.one_way_delay()
-            + net::LinkProfile::Wifi.serialization_time(125_000);
+        let floor = mesh_net::LinkProfile::Wifi.one_way_delay()
+            + mesh_net::LinkProfile::Wifi.serialization_time(125_000);
         assert!(one_way >= floor, "one way {one_way:?} below {floor:?}");
         for node in nodes {
             node.shutdown().await;

@@ -10,13 +10,13 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::info;
 
-use super::behaviour::build_swarm;
-use super::config::{ConfigError, NetConfig};
-use super::error::NetError;
-use super::event_loop::{Command, ControlRequest, EventLoop, LoopSettings, NetEvent};
-use super::frame::{CLIENT, FrameError, LENGTH_PREFIX_BYTES, MpcFrame, SessionId};
-use super::quorum::{Announcement, Quorum, QuorumView, ShareSummary};
-use super::transport::{NetClientLink, NetTransport};
+use crate::behaviour::build_swarm;
+use crate::config::{ConfigError, NetConfig};
+use crate::error::NetError;
+use crate::event_loop::{Command, ControlRequest, EventLoop, LoopSettings, NetEvent};
+use crate::frame::{CLIENT, FrameError, LENGTH_PREFIX_BYTES, MpcFrame, SessionId};
+use crate::quorum::{Announcement, Quorum, QuorumView, ShareSummary};
+use crate::transport::{NetClientLink, NetTransport};
 
 /// Commands in flight before `send` waits; bounds memory if the loop falls behind.
 const COMMAND_QUEUE: usize = 1024;
@@ -249,13 +249,13 @@ impl NetHandle {
             .map_err(|_| NetError::Shutdown)
     }
 
-    /// A blocking [`crate::Transport`] for this party's protocol thread; fails for an
+    /// A blocking [`mesh::Transport`] for this party's protocol thread; fails for an
     /// observer.
     pub fn transport(&self, session: SessionId) -> Result<NetTransport, NetError> {
         NetTransport::new(self.clone(), session)
     }
 
-    /// A blocking [`crate::ClientLink`] for a client (observer) node.
+    /// A blocking [`mesh::ClientLink`] for a client (observer) node.
     pub fn client_link(&self, session: SessionId) -> NetClientLink {
         NetClientLink::new(self.clone(), session)
     }

@@ -8,7 +8,7 @@
 //!
 //! - `/sotto/mpc/2`: one long-lived stream per (sender, receiver) pair. The sender writes
 //!   [`MpcFrame`]s back to back, each `[length][version][postcard FrameHeader][payload]`, with
-//!   no per-frame answer. The payload is one protocol message of [`crate::transport`] (its own
+//!   no per-frame answer. The payload is one protocol message of [`mesh::transport`] (its own
 //!   version, round and count, then field elements as u128 little-endian), carried as raw
 //!   bytes after the postcard header rather than as a postcard byte sequence, so encoding a
 //!   64 MiB round is a copy, not a loop over serde calls. The receiver writes back only when
@@ -31,7 +31,7 @@ use libp2p::request_response;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::quorum::Announcement;
+use crate::quorum::Announcement;
 
 /// Version byte at the start of every body; bumped on any incompatible change.
 pub const WIRE_VERSION: u8 = 1;
@@ -547,7 +547,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::net::quorum::ShareSummary;
+    use crate::quorum::ShareSummary;
 
     fn frame(payload: Vec<u8>) -> MpcFrame {
         MpcFrame {

@@ -1,7 +1,7 @@
 //! Everything a node needs to join the mesh, with defaults and validation.
 //!
 //! Built by `node` from its config file; kept free of serde so that secrets (the PSK) have
-//! exactly one loading path ([`super::identity::load_psk`]) with its permission check.
+//! exactly one loading path ([`crate::identity::load_psk`]) with its permission check.
 
 use std::fmt;
 use std::time::Duration;
@@ -10,9 +10,9 @@ use libp2p::multiaddr::Protocol;
 use libp2p::pnet::PreSharedKey;
 use libp2p::{Multiaddr, PeerId};
 
-use super::frame::DEFAULT_MAX_FRAME_BYTES;
-use super::link::LinkProfile;
-use super::quorum::{QuorumConfigError, ShareSummary};
+use crate::frame::DEFAULT_MAX_FRAME_BYTES;
+use crate::link::LinkProfile;
+use crate::quorum::{QuorumConfigError, ShareSummary};
 
 /// Configuration of one mesh node.
 #[derive(Clone)]
@@ -91,7 +91,7 @@ impl NetConfig {
 
     /// Checks what can be checked before any socket is opened.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::net::quorum::Quorum::new(self.summary, self.party)?;
+        crate::quorum::Quorum::new(self.summary, self.party)?;
         if self.allowed_peers.is_empty() {
             return Err(ConfigError::EmptyAllowList);
         }

@@ -12,8 +12,8 @@ use std::time::Instant;
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
-use super::frame::MpcFrame;
-use super::link::{LinkEmulator, LinkProfile, hold_until};
+use crate::frame::MpcFrame;
+use crate::link::{LinkEmulator, LinkProfile, hold_until};
 
 /// The emulated link to one peer and the thread that releases its frames.
 #[derive(Debug)]

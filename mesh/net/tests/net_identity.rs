@@ -6,7 +6,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
-use mesh::net::{IdentityError, load_identity, load_or_generate_identity};
+use mesh_net::{IdentityError, load_identity, load_or_generate_identity};
 
 fn mode(path: &std::path::Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777

@@ -24,16 +24,16 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
 
-use super::behaviour::{Behaviour, BehaviourEvent};
-use super::config::{ConfigError, static_peer_id};
-use super::error::NetError;
-use super::frame::{
+use crate::behaviour::{Behaviour, BehaviourEvent};
+use crate::config::{ConfigError, static_peer_id};
+use crate::error::NetError;
+use crate::frame::{
     Ack, CLIENT, LENGTH_PREFIX_BYTES, MPC_PROTOCOL, MpcFrame, Rejection, SessionId,
 };
-use super::link::LinkProfile;
-use super::quorum::{Announcement, Quorum, QuorumConflict, QuorumView, ShareSummary};
-use super::shaper::PeerLink;
-use super::streams::{INBOUND_QUEUE, PeerWriter, StreamEvent, spawn_acceptor};
+use crate::link::LinkProfile;
+use crate::quorum::{Announcement, Quorum, QuorumConflict, QuorumView, ShareSummary};
+use crate::shaper::PeerLink;
+use crate::streams::{INBOUND_QUEUE, PeerWriter, StreamEvent, spawn_acceptor};
 
 /// Something that happened on the mesh, for whoever subscribed ([`super::NetHandle::subscribe`]).
 #[derive(Clone, Debug)]
@@ -274,7 +274,7 @@ pub struct EventLoop {
     control_replies: HashMap<OutboundRequestId, oneshot::Sender<Result<Vec<u8>, NetError>>>,
     /// An observer that will adopt the summary most parties announce.
     learning: bool,
-    /// Opens MPC streams (`super::streams`).
+    /// Opens MPC streams (`crate::streams`).
     stream_control: libp2p_stream::Control,
     /// MPC streams peers opened to this node, until `run` hands them to the acceptor task.
     incoming: Option<libp2p_stream::IncomingStreams>,

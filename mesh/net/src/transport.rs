@@ -1,6 +1,6 @@
 //! The blocking face of the mesh for MPC protocol code, which runs on plain OS threads:
-//! [`NetTransport`] implements [`crate::Transport`] for a party, [`NetClientLink`] implements
-//! [`crate::ClientLink`] for the client.
+//! [`NetTransport`] implements [`mesh::Transport`] for a party, [`NetClientLink`] implements
+//! [`mesh::ClientLink`] for the client.
 //!
 //! The bridge is the event loop's tokio channels. A send hands the frame over with
 //! `blocking_send` and returns (delivery problems are logged and surface at the receiver as a
@@ -12,7 +12,7 @@
 //! Never call these from an async task: tokio panics when a runtime thread blocks. Use
 //! `std::thread::spawn` or `tokio::task::spawn_blocking`.
 //!
-//! Indexing: the [`crate::Transport`] API counts parties from 0; on the wire a party is its
+//! Indexing: the [`mesh::Transport`] API counts parties from 0; on the wire a party is its
 //! Shamir evaluation point `index + 1` and the client is [`CLIENT`] (0).
 
 use std::time::{Duration, Instant};
@@ -20,12 +20,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::warn;
 
-use super::error::NetError;
-use super::event_loop::Command;
-use super::frame::{CLIENT, FrameError, LENGTH_PREFIX_BYTES, SessionId};
-use super::handle::NetHandle;
-use crate::error::{Endpoint, MeshError};
-use crate::transport::{ClientLink, Transport};
+use crate::error::NetError;
+use crate::event_loop::Command;
+use crate::frame::{CLIENT, FrameError, LENGTH_PREFIX_BYTES, SessionId};
+use crate::handle::NetHandle;
+use mesh::{ClientLink, Transport};
+use mesh::{Endpoint, MeshError};
 
 /// How long one receive waits by default (the in-memory transport's default too).
 pub const DEFAULT_RECV_TIMEOUT: Duration = Duration::from_secs(60);

@@ -2,9 +2,9 @@
 
 use libp2p::Multiaddr;
 
-use super::config::ConfigError;
-use super::frame::{FrameError, SessionId};
-use super::identity::IdentityError;
+use crate::config::ConfigError;
+use crate::frame::{FrameError, SessionId};
+use crate::identity::IdentityError;
 
 /// Anything the network layer can fail with.
 #[derive(Debug, thiserror::Error)]

@@ -16,9 +16,9 @@ use libp2p::{
     Swarm, SwarmBuilder, Transport, allow_block_list, identify, mdns, noise, ping, tcp, yamux,
 };
 
-use super::config::NetConfig;
-use super::error::NetError;
-use super::frame::{ANNOUNCE_PROTOCOL, AnnounceCodec, CONTROL_PROTOCOL, ControlCodec};
+use crate::config::NetConfig;
+use crate::error::NetError;
+use crate::frame::{ANNOUNCE_PROTOCOL, AnnounceCodec, CONTROL_PROTOCOL, ControlCodec};
 
 /// Identify's protocol version: peers of another family are visible in logs at once.
 const IDENTIFY_PROTOCOL: &str = "/sotto/id/1";
@@ -31,7 +31,7 @@ pub(crate) struct Behaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) mdns: Toggle<mdns::tokio::Behaviour>,
     pub(crate) announce: request_response::Behaviour<AnnounceCodec>,
-    /// MPC frames: long-lived streams, see `super::streams`.
+    /// MPC frames: long-lived streams, see `crate::streams`.
     pub(crate) mpc: libp2p_stream::Behaviour,
     pub(crate) control: request_response::Behaviour<ControlCodec>,
 }

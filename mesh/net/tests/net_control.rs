@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use mesh::net::{
-    self, CLIENT, Keypair, Multiaddr, NetConfig, NetError, NetHandle, PeerId, PreSharedKey,
-    SessionId, ShareSummary,
+use mesh_net::{
+    CLIENT, Keypair, Multiaddr, NetConfig, NetError, NetHandle, PeerId, PreSharedKey, SessionId,
+    ShareSummary,
 };
 
 const WAIT: Duration = Duration::from_secs(8);
@@ -36,7 +36,7 @@ async fn start(
     let mut config = NetConfig::new(psk, allowed, summary, party);
     config.redial_interval = Duration::from_millis(250);
     config.learn_summary = learn;
-    let (handle, event_loop) = net::new(config, key).expect("valid config");
+    let (handle, event_loop) = mesh_net::new(config, key).expect("valid config");
     tokio::spawn(event_loop.run());
     let addr = handle
         .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
@@ -50,7 +50,7 @@ async fn start(
 
 /// Three parties and a learning client that dials them all.
 async fn mesh() -> (Vec<Node>, Node) {
-    let psk = net::generate_psk();
+    let psk = mesh_net::generate_psk();
     let keys: Vec<Keypair> = (0..4).map(|_| Keypair::generate_ed25519()).collect();
     let allowed: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
     let mut parties: Vec<Node> = Vec::new();

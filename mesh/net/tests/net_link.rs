@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use mesh::net::{LinkEmulator, LinkProfile, hold_until};
+use mesh_net::{LinkEmulator, LinkProfile, hold_until};
 
 type Wire = (Instant, Vec<u8>);
 

@@ -26,7 +26,7 @@ use libp2p::{PeerId, Stream};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use super::frame::{
+use crate::frame::{
     FrameError, MAX_CONTROL_BYTES, MPC_PROTOCOL, MpcFrame, Rejection, StreamItem, WIRE_VERSION,
     decode_control, encode_control, read_length_prefixed, read_stream_frame, write_length_prefixed,
 };
@@ -351,7 +351,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::net::frame::{DEFAULT_MAX_FRAME_BYTES, SessionId};
+    use crate::frame::{DEFAULT_MAX_FRAME_BYTES, SessionId};
 
     /// A stream whose incoming bytes are fixed and whose outgoing bytes are recorded.
     struct Wire {
