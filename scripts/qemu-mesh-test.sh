@@ -37,7 +37,7 @@
 #   QEMU_MESH_STAGGER=0               0 = launch the nodes all at once (the default: nodes that
 #                                     find each other at the same moment dial each other at the
 #                                     same moment, which once made crossed TCP dials fail Noise;
-#                                     see `dial` in mesh/src/net/event_loop.rs); 1 = launch node
+#                                     see `dial` in mesh/net/src/event_loop.rs); 1 = launch node
 #                                     k+1 QEMU_MESH_STAGGER_GAP (2) s after node k listens
 # Caches (reused across runs, git-ignored under target/): target/qemu-cache/ (Debian arm64
 # kernel + busybox-static). The last run's files and serial logs: target/qemu-mesh/.
