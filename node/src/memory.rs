@@ -234,31 +234,7 @@ pub struct MemClientIo {
     servers: Vec<Arc<Server<MemHost>>>,
 }
 
-impl Frames for MemClientIo {
-    fn send(
-        &self,
-        to: Peer,
-        session: SessionId,
-        round: u64,
-        payload: Vec<u8>,
-    ) -> Result<(), FrameError> {
-        self.frames.send(to, session, round, payload)
-    }
-
-    fn recv(
-        &self,
-        from: Peer,
-        session: SessionId,
-        round: u64,
-        deadline: Instant,
-    ) -> Result<Vec<u8>, FrameError> {
-        self.frames.recv(from, session, round, deadline)
-    }
-
-    fn end(&self, session: SessionId) {
-        self.frames.end(session)
-    }
-}
+crate::frames_via!(MemClientIo, frames);
 
 impl ClientIo for MemClientIo {
     fn control(&self, party: PartyId, msg: &Control) -> Result<Reply, FrameError> {

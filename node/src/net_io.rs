@@ -84,31 +84,7 @@ pub struct NetPartyIo {
     pub client: PeerId,
 }
 
-impl Frames for NetPartyIo {
-    fn send(
-        &self,
-        to: Peer,
-        session: SessionId,
-        round: u64,
-        payload: Vec<u8>,
-    ) -> Result<(), FrameError> {
-        self.frames.send(to, session, round, payload)
-    }
-
-    fn recv(
-        &self,
-        from: Peer,
-        session: SessionId,
-        round: u64,
-        deadline: Instant,
-    ) -> Result<Vec<u8>, FrameError> {
-        self.frames.recv(from, session, round, deadline)
-    }
-
-    fn end(&self, session: SessionId) {
-        self.frames.end(session)
-    }
-}
+crate::frames_via!(NetPartyIo, frames);
 
 impl PartyIo for NetPartyIo {
     fn tell_client(&self, msg: Control) {

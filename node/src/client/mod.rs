@@ -23,7 +23,7 @@ use tracing::info;
 
 use crate::net_io::NetFrames;
 use crate::session::wire::{Control, ModelInfo, NodeStatus, Reply, SessionKey, decode, encode};
-use crate::session::{ClientIo, Failure, FrameError, Frames, Peer, QuorumInfo};
+use crate::session::{ClientIo, Failure, FrameError, QuorumInfo};
 
 /// How the client reaches the mesh, as the user gave it.
 #[derive(Clone, Debug, Default)]
@@ -377,31 +377,7 @@ impl std::fmt::Debug for NetClientIo<'_> {
     }
 }
 
-impl Frames for NetClientIo<'_> {
-    fn send(
-        &self,
-        to: Peer,
-        session: mesh_net::SessionId,
-        round: u64,
-        payload: Vec<u8>,
-    ) -> Result<(), FrameError> {
-        self.frames.send(to, session, round, payload)
-    }
-
-    fn recv(
-        &self,
-        from: Peer,
-        session: mesh_net::SessionId,
-        round: u64,
-        deadline: Instant,
-    ) -> Result<Vec<u8>, FrameError> {
-        self.frames.recv(from, session, round, deadline)
-    }
-
-    fn end(&self, session: mesh_net::SessionId) {
-        self.frames.end(session)
-    }
-}
+crate::frames_via!(NetClientIo<'_>, frames);
 
 impl ClientIo for NetClientIo<'_> {
     fn control(&self, party: PartyId, msg: &Control) -> Result<Reply, FrameError> {

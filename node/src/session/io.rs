@@ -102,3 +102,36 @@ pub trait PartyIo: Frames {
     /// Sends `msg` (a [`Control::Stalled`]) to the session's client without waiting.
     fn tell_client(&self, msg: Control);
 }
+
+/// Implements [`Frames`] for a type by forwarding to one of its fields (the session I/O types
+/// wrap a frame carrier and add their side's control messages).
+#[macro_export]
+macro_rules! frames_via {
+    ($t:ty, $field:ident) => {
+        impl $crate::session::Frames for $t {
+            fn send(
+                &self,
+                to: $crate::session::Peer,
+                session: mesh_net::SessionId,
+                round: u64,
+                payload: Vec<u8>,
+            ) -> Result<(), $crate::session::FrameError> {
+                self.$field.send(to, session, round, payload)
+            }
+
+            fn recv(
+                &self,
+                from: $crate::session::Peer,
+                session: mesh_net::SessionId,
+                round: u64,
+                deadline: std::time::Instant,
+            ) -> Result<Vec<u8>, $crate::session::FrameError> {
+                self.$field.recv(from, session, round, deadline)
+            }
+
+            fn end(&self, session: mesh_net::SessionId) {
+                self.$field.end(session)
+            }
+        }
+    };
+}
