@@ -39,7 +39,7 @@ stage test cargo test --workspace --locked
 # with the static binary the QEMU mesh test boots.
 stage setup-cross "$root/scripts/setup-cross.sh"
 stage test-aarch64 cargo test --release --locked --target aarch64-unknown-linux-gnu \
-  -p firmware-profiles -p mesh -p models --lib
+  -p firmware-profiles -p mesh -p mesh-net -p models --lib
 # Emulated boards on a virtual LAN: discovery, quorum, a private generation equal to plaintext.
 stage qemu-mesh "$root/scripts/qemu-mesh-test.sh"
 echo "== total: $(elapsed "$suite_start") s"

@@ -197,3 +197,16 @@ fn sampling_at_the_client_survives_a_lost_party() {
     );
     assert_recovered_without(&r, 1);
 }
+
+#[test]
+fn a_party_lost_late_in_a_long_answer_is_replaced_from_a_checkpoint() {
+    // Past the 16 checkpoints a party keeps, and with party 1 still active.
+    let r = run(
+        4,
+        "Once upon a time",
+        40,
+        Selection::ArgmaxInMpc,
+        Fault::DownAfter(2, 34),
+    );
+    assert_recovered_without(&r, 2);
+}

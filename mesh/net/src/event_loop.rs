@@ -460,6 +460,41 @@ impl EventLoop {
         }
     }
 
+    fn send_control(&mut self, peer: PeerId, body: Vec<u8>, reply: Reply) {
+        if !self.swarm.is_connected(&peer) {
+            let _ = reply.send(Err(NetError::Control {
+                peer,
+                reason: "not connected".to_owned(),
+            }));
+            return;
+        }
+        let id = self.swarm.behaviour_mut().control.send_request(&peer, body);
+        self.control_replies.insert(id, reply);
+    }
+
+    fn respond_control(&mut self, id: u64, body: Vec<u8>) {
+        if let Some((peer, channel)) = self.pending_control.remove(&id)
+            && self
+                .swarm
+                .behaviour_mut()
+                .control
+                .send_response(channel, body)
+                .is_err()
+        {
+            debug!(%peer, "control response not sent: connection gone");
+        }
+    }
+
+    fn bind_client(&mut self, session: SessionId, peer: PeerId) -> Result<(), NetError> {
+        match self.session_clients.get(&session) {
+            Some(owner) if *owner != peer => Err(NetError::SessionTaken { session }),
+            _ => {
+                self.session_clients.insert(session, peer);
+                Ok(())
+            }
+        }
+    }
+
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Listen { addr, reply } => match self.swarm.listen_on(addr.clone()) {
@@ -491,43 +526,14 @@ impl EventLoop {
             Command::Quorum { reply } => {
                 let _ = reply.send(self.quorum.view());
             }
-            Command::Control { peer, body, reply } => {
-                if !self.swarm.is_connected(&peer) {
-                    let _ = reply.send(Err(NetError::Control {
-                        peer,
-                        reason: "not connected".to_owned(),
-                    }));
-                    return;
-                }
-                let id = self.swarm.behaviour_mut().control.send_request(&peer, body);
-                self.control_replies.insert(id, reply);
-            }
-            Command::ControlRespond { id, body } => {
-                if let Some((peer, channel)) = self.pending_control.remove(&id) {
-                    if self
-                        .swarm
-                        .behaviour_mut()
-                        .control
-                        .send_response(channel, body)
-                        .is_err()
-                    {
-                        debug!(%peer, "control response not sent: connection gone");
-                    }
-                }
-            }
+            Command::Control { peer, body, reply } => self.send_control(peer, body, reply),
+            Command::ControlRespond { id, body } => self.respond_control(id, body),
             Command::BindClient {
                 session,
                 peer,
                 reply,
             } => {
-                let result = match self.session_clients.get(&session) {
-                    Some(owner) if *owner != peer => Err(NetError::SessionTaken { session }),
-                    _ => {
-                        self.session_clients.insert(session, peer);
-                        Ok(())
-                    }
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(self.bind_client(session, peer));
             }
             Command::AdoptSummary { summary, reply } => {
                 let _ = reply.send(self.adopt_summary(summary));

@@ -16,7 +16,6 @@ use crate::error::NetError;
 use crate::event_loop::{Command, ControlRequest, EventLoop, LoopSettings, NetEvent};
 use crate::frame::{CLIENT, FrameError, LENGTH_PREFIX_BYTES, MpcFrame, SessionId};
 use crate::quorum::{Announcement, Quorum, QuorumView, ShareSummary};
-use crate::transport::{NetClientLink, NetTransport};
 
 /// Commands in flight before `send` waits; bounds memory if the loop falls behind.
 const COMMAND_QUEUE: usize = 1024;
@@ -247,17 +246,6 @@ impl NetHandle {
             .send(Command::EndSession { session })
             .await
             .map_err(|_| NetError::Shutdown)
-    }
-
-    /// A blocking [`mesh::Transport`] for this party's protocol thread; fails for an
-    /// observer.
-    pub fn transport(&self, session: SessionId) -> Result<NetTransport, NetError> {
-        NetTransport::new(self.clone(), session)
-    }
-
-    /// A blocking [`mesh::ClientLink`] for a client (observer) node.
-    pub fn client_link(&self, session: SessionId) -> NetClientLink {
-        NetClientLink::new(self.clone(), session)
     }
 
     /// The incoming control requests (`/sotto/control/1`), for the one task that answers them;

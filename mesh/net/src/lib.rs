@@ -29,7 +29,7 @@
 //! let (handle, event_loop) = mesh_net::new(config, key)?;
 //! tokio::spawn(event_loop.run());
 //! handle.wait_for_quorum(std::time::Duration::from_secs(30)).await?;
-//! let transport = handle.transport(SessionId(1))?; // a `mesh::Transport`
+//! let transport = mesh_net::NetTransport::new(handle.clone(), SessionId(1))?; // a `mesh::Transport`
 //! std::thread::spawn(move || {
 //!     // protocol code on a plain OS thread, e.g. `mesh::Party::with_os_rng(th, index, transport)`
 //!     drop(transport);

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use mesh::{ClientLink, Threshold, Transport};
 use mesh_net::{
-    CLIENT, Keypair, Multiaddr, NetConfig, NetError, NetEvent, NetHandle, PeerId, PreSharedKey,
-    QuorumConflict, SessionId, ShareSummary,
+    CLIENT, Keypair, Multiaddr, NetClientLink, NetConfig, NetError, NetEvent, NetHandle,
+    NetTransport, PeerId, PreSharedKey, QuorumConflict, SessionId, ShareSummary,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -231,7 +231,7 @@ async fn three_nodes_form_a_quorum_and_exchange_rounds() {
 
         let mut threads = Vec::new();
         for node in &nodes {
-            let mut transport = node.handle.transport(SessionId(7)).unwrap();
+            let mut transport = NetTransport::new(node.handle.clone(), SessionId(7)).unwrap();
             threads.push(on_thread(move || {
                 let me = transport.index();
                 // A small round, then a 1 MiB one (many Yamux frames, several reads).
@@ -295,7 +295,7 @@ async fn secure_multiplication_runs_over_the_mesh() {
         let session = SessionId(42);
         let mut threads = Vec::new();
         for (i, party) in parties.iter().enumerate() {
-            let transport = party.handle.transport(session).unwrap();
+            let transport = NetTransport::new(party.handle.clone(), session).unwrap();
             threads.push(on_thread(move || {
                 let mut p = mesh::Party::with_os_rng(th, i, transport).unwrap();
                 let x = p.input_from_client(2)?;
@@ -303,7 +303,7 @@ async fn secure_multiplication_runs_over_the_mesh() {
                 p.open_to_client(&y)
             }));
         }
-        let link = client.handle.client_link(session);
+        let link = NetClientLink::new(client.handle.clone(), session);
         let out = on_thread(move || {
             let mut c = mesh::Client::with_os_rng(th, link).unwrap();
             c.share_input(&[3 << 16, -2 << 16]).unwrap();
@@ -349,7 +349,7 @@ async fn client_traffic_is_routed_per_session() {
         let session = SessionId(9);
         let mut threads = Vec::new();
         for party in &parties {
-            let mut transport = party.handle.transport(session).unwrap();
+            let mut transport = NetTransport::new(party.handle.clone(), session).unwrap();
             threads.push(on_thread(move || {
                 // Echo two client messages back reversed.
                 for _ in 0..2 {
@@ -359,7 +359,7 @@ async fn client_traffic_is_routed_per_session() {
                 }
             }));
         }
-        let mut link = client.handle.client_link(session);
+        let mut link = NetClientLink::new(client.handle.clone(), session);
         let replies = on_thread(move || {
             let mut replies = Vec::new();
             for round in 0..2u8 {
@@ -398,6 +398,27 @@ async fn client_traffic_is_routed_per_session() {
         }
     })
     .await;
+}
+
+/// Node 1 (`a_seen`) never admitted the stranger `peer_c`, and the stranger (`c_seen`) never
+/// got in anywhere. (Node 1 may still hear from the legitimate node 2.)
+fn assert_stranger_kept_out(a_seen: &[NetEvent], c_seen: &[NetEvent], peer_c: PeerId) {
+    for event in a_seen {
+        match event {
+            NetEvent::PeerConnected(p) => assert_ne!(*p, peer_c, "stranger connected"),
+            NetEvent::Announced { peer, .. } => assert_ne!(*peer, peer_c),
+            _ => {}
+        }
+    }
+    for event in c_seen {
+        assert!(
+            !matches!(
+                event,
+                NetEvent::PeerConnected(_) | NetEvent::Announced { .. }
+            ),
+            "stranger saw {event:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,23 +464,7 @@ async fn node_with_the_wrong_psk_never_connects() {
         // Several redial rounds later, still nothing got through, either way.
         let a_seen = collect_for(&mut a_events, Duration::from_millis(1500)).await;
         let c_seen = collect_for(&mut c_events, Duration::from_millis(10)).await;
-        // (Node 1 may still hear from the legitimate node 2; only the stranger matters.)
-        for event in &a_seen {
-            match event {
-                NetEvent::PeerConnected(p) => assert_ne!(*p, peer_c, "stranger connected"),
-                NetEvent::Announced { peer, .. } => assert_ne!(*peer, peer_c),
-                _ => {}
-            }
-        }
-        for event in &c_seen {
-            assert!(
-                !matches!(
-                    event,
-                    NetEvent::PeerConnected(_) | NetEvent::Announced { .. }
-                ),
-                "stranger saw {event:?}"
-            );
-        }
+        assert_stranger_kept_out(&a_seen, &c_seen, peer_c);
         assert!(stranger.handle.quorum().await.unwrap().peers.is_empty());
         assert!(
             !nodes[0]
@@ -527,7 +532,7 @@ async fn peer_not_on_the_allow_list_is_refused_and_gets_nothing() {
         assert_eq!(refused, Some(peer_d), "the denial names the intruder");
 
         // Party 1 sends a round to parties 2 and 3: it reaches the real party 3 only.
-        let mut transport = nodes[0].handle.transport(SessionId(5)).unwrap();
+        let mut transport = NetTransport::new(nodes[0].handle.clone(), SessionId(5)).unwrap();
         on_thread(move || {
             let outgoing = vec![None, Some(b"to two".to_vec()), Some(b"to three".to_vec())];
             transport.exchange(outgoing, &[false; 3]).unwrap();
