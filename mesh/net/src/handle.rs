@@ -10,10 +10,11 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::info;
 
+use crate::api::{Command, ControlRequest, NetEvent};
 use crate::behaviour::build_swarm;
 use crate::config::{ConfigError, NetConfig};
 use crate::error::NetError;
-use crate::event_loop::{Command, ControlRequest, EventLoop, LoopSettings, NetEvent};
+use crate::event_loop::{EventLoop, LoopSettings};
 use crate::frame::{CLIENT, FrameError, LENGTH_PREFIX_BYTES, MpcFrame, SessionId};
 use crate::quorum::{Announcement, Quorum, QuorumView, ShareSummary};
 

@@ -37,22 +37,28 @@
 //! # Ok(()) }
 //! ```
 
+mod api;
 mod behaviour;
 pub mod config;
+mod control;
+mod dial;
 mod error;
 mod event_loop;
 pub mod frame;
 mod handle;
 pub mod identity;
 pub mod link;
+mod membership;
 pub mod quorum;
+mod routing;
 mod shaper;
 mod streams;
 mod transport;
 
+pub use api::{ControlRequest, NetEvent};
 pub use config::{ConfigError, NetConfig};
 pub use error::NetError;
-pub use event_loop::{ControlRequest, EventLoop, NetEvent};
+pub use event_loop::EventLoop;
 pub use frame::{Ack, CLIENT, FrameError, MpcFrame, Rejection, SessionId};
 pub use handle::{NetHandle, new};
 pub use identity::{

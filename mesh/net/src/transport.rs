@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::warn;
 
+use crate::api::Command;
 use crate::error::NetError;
-use crate::event_loop::Command;
 use crate::frame::{CLIENT, FrameError, LENGTH_PREFIX_BYTES, SessionId};
 use crate::handle::NetHandle;
 use mesh::{ClientLink, Transport};
