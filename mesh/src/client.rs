@@ -1,7 +1,7 @@
 //! The client (data owner): not a party. It shares its inputs to the parties and reconstructs
 //! the outputs they send it; nobody else ever holds enough shares to reconstruct them.
 
-use crate::error::{Endpoint, MeshError};
+use crate::error::{MeshError, Origin};
 use crate::field::Fp;
 use crate::frame::{Reader, check_frame, frame, push};
 use crate::ids::PartyId;
@@ -90,7 +90,7 @@ impl<L: ClientLink> Client<L> {
         let round = self.next_round();
         let mut received: Vec<(PartyId, Vec<Share>)> = Vec::with_capacity(self.th.n());
         for party in PartyId::all(self.th.n()) {
-            let from = Endpoint::Party(party.index());
+            let from = Origin::Party(party.index());
             let mut msg = self.link.recv_from_party(party.index())?;
             let payload = check_frame(&msg, round, count, from)?;
             let mut rd = Reader::new(payload, from);

@@ -3,12 +3,14 @@
 
 use thiserror::Error;
 
+use crate::ids::PartyId;
+
 /// Who sent or should have sent a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Endpoint {
-    /// A party, by its 0-based index (its Shamir evaluation point is `index + 1`).
-    Party(usize),
+    /// A party. Errors name it by its 1-based number ("party 1" is index 0).
+    Party(PartyId),
     /// The client (data owner), which is not a party.
     Client,
 }
@@ -16,8 +18,34 @@ pub enum Endpoint {
 impl core::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Endpoint::Party(i) => write!(f, "party {i}"),
+            Endpoint::Party(p) => write!(f, "party {p}"),
             Endpoint::Client => write!(f, "the client"),
+        }
+    }
+}
+
+/// Who a message comes from, as the engine's loops know it (a party's 0-based index). It
+/// becomes an [`Endpoint`] only when an error names it, so the fast path converts nothing.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Origin {
+    /// The party at this 0-based index.
+    Party(usize),
+    /// The client.
+    Client,
+}
+
+impl Origin {
+    /// The error `make` builds for this sender. The engine's indices are below
+    /// `n <= MAX_PARTIES`, so the conversion to a [`PartyId`] holds; an index that does not fit
+    /// is still reported (as [`MeshError::PartyOutOfRange`]) rather than a panic.
+    #[cold]
+    pub(crate) fn error(self, make: impl FnOnce(Endpoint) -> MeshError) -> MeshError {
+        match self {
+            Origin::Client => make(Endpoint::Client),
+            Origin::Party(index) => match PartyId::from_index(index) {
+                Ok(p) => make(Endpoint::Party(p)),
+                Err(e) => e,
+            },
         }
     }
 }
@@ -175,5 +203,41 @@ pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Resu
             expected,
             got,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shamir::MAX_PARTIES;
+
+    #[test]
+    fn endpoints_name_parties_by_their_number() {
+        let first = Endpoint::Party(PartyId::from_index(0).unwrap());
+        assert_eq!(first.to_string(), "party 1");
+        assert_eq!(Endpoint::Client.to_string(), "the client");
+        assert_eq!(
+            MeshError::Disconnected(first).to_string(),
+            "link to party 1 is closed"
+        );
+        assert_eq!(
+            Origin::Party(2).error(MeshError::Timeout).to_string(),
+            "timed out waiting for party 3"
+        );
+    }
+
+    #[test]
+    fn an_origin_no_party_id_can_hold_is_out_of_range_not_a_panic() {
+        assert_eq!(
+            Origin::Party(MAX_PARTIES).error(MeshError::Disconnected),
+            MeshError::PartyOutOfRange {
+                index: MAX_PARTIES,
+                n: MAX_PARTIES
+            }
+        );
+        assert_eq!(
+            Origin::Client.error(MeshError::Disconnected),
+            MeshError::Disconnected(Endpoint::Client)
+        );
     }
 }

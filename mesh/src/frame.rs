@@ -4,7 +4,7 @@
 //! Frame: `version: u8 | round: u32 LE | count: u32 LE | count x 16-byte LE field elements`.
 //! A receiver checks all four against what the protocol step expects before using anything.
 
-use crate::error::{Endpoint, MeshError, MessageError};
+use crate::error::{MeshError, MessageError, Origin};
 use crate::field::{ELEMENT_BYTES, Fp};
 
 /// Wire-format version byte.
@@ -39,9 +39,9 @@ pub(crate) fn check_frame(
     msg: &[u8],
     round: u32,
     count: usize,
-    from: Endpoint,
+    from: Origin,
 ) -> Result<&[u8], MeshError> {
-    let err = |error| MeshError::Malformed { from, error };
+    let err = |error| from.error(|from| MeshError::Malformed { from, error });
     if msg.len() < HEADER_BYTES {
         return Err(err(MessageError::Short(msg.len())));
     }
@@ -76,16 +76,16 @@ pub(crate) fn check_frame(
 pub(crate) struct Reader<'a> {
     payload: &'a [u8],
     pos: usize,
-    from: Endpoint,
+    from: Origin,
 }
 
 impl<'a> Reader<'a> {
     /// A reader over the payload of a frame that [`check_frame`] accepted.
-    pub(crate) fn of_checked_frame(msg: &'a [u8], from: Endpoint) -> Reader<'a> {
+    pub(crate) fn of_checked_frame(msg: &'a [u8], from: Origin) -> Reader<'a> {
         Reader::new(msg.get(HEADER_BYTES..).unwrap_or_default(), from)
     }
 
-    pub(crate) fn new(payload: &'a [u8], from: Endpoint) -> Reader<'a> {
+    pub(crate) fn new(payload: &'a [u8], from: Origin) -> Reader<'a> {
         Reader {
             payload,
             pos: 0,
@@ -101,16 +101,14 @@ impl<'a> Reader<'a> {
         let bytes = self
             .payload
             .get(i * ELEMENT_BYTES..(i + 1) * ELEMENT_BYTES)
-            .ok_or(MeshError::Malformed {
-                from: self.from,
-                error: MessageError::Short(self.payload.len()),
-            })?;
+            .ok_or_else(|| self.malformed(MessageError::Short(self.payload.len())))?;
         let mut b = [0u8; ELEMENT_BYTES];
         b.copy_from_slice(bytes);
         self.pos += 1;
-        Fp::from_le_bytes(b).ok_or(MeshError::Malformed {
-            from: self.from,
-            error: MessageError::NonCanonical(i),
-        })
+        Fp::from_le_bytes(b).ok_or_else(|| self.malformed(MessageError::NonCanonical(i)))
+    }
+
+    fn malformed(&self, error: MessageError) -> MeshError {
+        self.from.error(|from| MeshError::Malformed { from, error })
     }
 }

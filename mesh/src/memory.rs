@@ -7,7 +7,7 @@
 
 use crate::Party;
 use crate::client::Client;
-use crate::error::{Endpoint, MeshError};
+use crate::error::{MeshError, Origin};
 use crate::shamir::Threshold;
 use crate::transport::{ClientLink, Transport};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -77,10 +77,10 @@ pub fn mesh(n: usize) -> (Vec<MemTransport>, MemClientLink) {
     )
 }
 
-fn recv(r: &Receiver<Vec<u8>>, timeout: Duration, who: Endpoint) -> Result<Vec<u8>, MeshError> {
+fn recv(r: &Receiver<Vec<u8>>, timeout: Duration, who: Origin) -> Result<Vec<u8>, MeshError> {
     r.recv_timeout(timeout).map_err(|e| match e {
-        RecvTimeoutError::Timeout => MeshError::Timeout(who),
-        RecvTimeoutError::Disconnected => MeshError::Disconnected(who),
+        RecvTimeoutError::Timeout => who.error(MeshError::Timeout),
+        RecvTimeoutError::Disconnected => who.error(MeshError::Disconnected),
     })
 }
 
@@ -101,7 +101,7 @@ impl MemTransport {
                     n: self.to_peers.len(),
                 })?;
         s.send(msg)
-            .map_err(|_| MeshError::Disconnected(Endpoint::Party(peer)))
+            .map_err(|_| Origin::Party(peer).error(MeshError::Disconnected))
     }
 }
 
@@ -133,7 +133,7 @@ impl Transport for MemTransport {
                     .as_ref()
                     .ok_or(MeshError::PartyOutOfRange { index: j, n })?;
                 s.send(m)
-                    .map_err(|_| MeshError::Disconnected(Endpoint::Party(j)))?;
+                    .map_err(|_| Origin::Party(j).error(MeshError::Disconnected))?;
             }
         }
         let mut out = Vec::with_capacity(n);
@@ -142,7 +142,7 @@ impl Transport for MemTransport {
                 let r = self.from_peers[j]
                     .as_ref()
                     .ok_or(MeshError::PartyOutOfRange { index: j, n })?;
-                out.push(Some(recv(r, self.timeout, Endpoint::Party(j))?));
+                out.push(Some(recv(r, self.timeout, Origin::Party(j))?));
             } else {
                 out.push(None);
             }
@@ -153,11 +153,11 @@ impl Transport for MemTransport {
     fn send_to_client(&mut self, msg: Vec<u8>) -> Result<(), MeshError> {
         self.to_client
             .send(msg)
-            .map_err(|_| MeshError::Disconnected(Endpoint::Client))
+            .map_err(|_| Origin::Client.error(MeshError::Disconnected))
     }
 
     fn recv_from_client(&mut self) -> Result<Vec<u8>, MeshError> {
-        recv(&self.from_client, self.timeout, Endpoint::Client)
+        recv(&self.from_client, self.timeout, Origin::Client)
     }
 }
 
@@ -179,7 +179,7 @@ impl ClientLink for MemClientLink {
             .get(party)
             .ok_or(MeshError::PartyOutOfRange { index: party, n })?
             .send(msg)
-            .map_err(|_| MeshError::Disconnected(Endpoint::Party(party)))
+            .map_err(|_| Origin::Party(party).error(MeshError::Disconnected))
     }
 
     fn recv_from_party(&mut self, party: usize) -> Result<Vec<u8>, MeshError> {
@@ -188,7 +188,7 @@ impl ClientLink for MemClientLink {
             .from_parties
             .get(party)
             .ok_or(MeshError::PartyOutOfRange { index: party, n })?;
-        recv(r, self.timeout, Endpoint::Party(party))
+        recv(r, self.timeout, Origin::Party(party))
     }
 }
 

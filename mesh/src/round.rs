@@ -6,7 +6,7 @@
 //! a [`RoundResult`]; multi-round protocols are [`Job`]s, and [`Engine::drive`] runs several
 //! independent jobs in the same rounds.
 
-use crate::error::{Endpoint, MeshError};
+use crate::error::{MeshError, Origin};
 use crate::field::{Acc, Fp};
 use crate::frame::{Reader, check_frame, frame, frame_in, push};
 use crate::secret::{Secret, secret};
@@ -182,9 +182,9 @@ impl<T: Transport> Engine<T> {
         for (j, msg) in incoming.iter().enumerate() {
             match (msg, expect[j]) {
                 (Some(m), true) => {
-                    check_frame(m, round, expect_counts[j], Endpoint::Party(j))?;
+                    check_frame(m, round, expect_counts[j], Origin::Party(j))?;
                 }
-                (None, true) => return Err(MeshError::Disconnected(Endpoint::Party(j))),
+                (None, true) => return Err(Origin::Party(j).error(MeshError::Disconnected)),
                 _ => {}
             }
         }
@@ -203,7 +203,7 @@ impl<T: Transport> Engine<T> {
         if let Some(view) = self.view.as_mut() {
             for (j, msg) in incoming.iter().enumerate() {
                 if let Some(m) = msg {
-                    let mut rd = Reader::of_checked_frame(m, Endpoint::Party(j));
+                    let mut rd = Reader::of_checked_frame(m, Origin::Party(j));
                     let v: Vec<Fp> = (0..expect_counts[j])
                         .map(|_| rd.next())
                         .collect::<Result<_, _>>()?;
@@ -350,9 +350,9 @@ impl<T: Transport> Engine<T> {
             } else {
                 let msg = incoming[a]
                     .as_deref()
-                    .ok_or(MeshError::Disconnected(Endpoint::Party(a)))?;
-                let payload = check_frame(msg, round, r + o, Endpoint::Party(a))?;
-                let mut rd = Reader::new(payload, Endpoint::Party(a));
+                    .ok_or_else(|| Origin::Party(a).error(MeshError::Disconnected))?;
+                let payload = check_frame(msg, round, r + o, Origin::Party(a))?;
+                let mut rd = Reader::new(payload, Origin::Party(a));
                 for acc in red.iter_mut().chain(opn.iter_mut()) {
                     acc.add_product(l, rd.next()?);
                 }
@@ -390,8 +390,8 @@ impl<T: Transport> Engine<T> {
         let mut msg = self.transport.recv_from_client()?;
         let round = self.client_round;
         self.client_round = self.client_round.wrapping_add(1);
-        let payload = check_frame(&msg, round, count, Endpoint::Client)?;
-        let mut rd = Reader::new(payload, Endpoint::Client);
+        let payload = check_frame(&msg, round, count, Origin::Client)?;
+        let mut rd = Reader::new(payload, Origin::Client);
         let out = (0..count)
             .map(|_| rd.next().map(Share))
             .collect::<Result<Vec<_>, _>>();

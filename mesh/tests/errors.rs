@@ -3,8 +3,13 @@
 use mesh::error::{Endpoint, MeshError, MessageError};
 use mesh::memory::{mesh, run_parties, run_with_client};
 use mesh::transport::{ClientLink, Transport};
-use mesh::{Client, Party, Share, Threshold};
+use mesh::{Client, Party, PartyId, Share, Threshold};
 use std::time::Duration;
+
+/// The party users know as party 1 (index 0): errors name it by that number.
+fn party1() -> Endpoint {
+    Endpoint::Party(PartyId::from_number(1).unwrap())
+}
 
 #[test]
 fn invalid_thresholds() {
@@ -100,7 +105,8 @@ fn bad_arguments() {
     }
 }
 
-/// Parties 1 and 2 run a multiplication; party 0 is replaced by raw bytes.
+/// The parties at indices 1 and 2 run a multiplication; party 1 (index 0) is replaced by raw
+/// bytes.
 fn with_rogue_party0(msg: Option<Vec<u8>>, timeout: Option<Duration>) -> Vec<MeshError> {
     let th = Threshold::new(3, 1).unwrap();
     let (mut trs, _link) = mesh(3);
@@ -183,9 +189,14 @@ fn malformed_peer_messages() {
             assert_eq!(
                 err,
                 MeshError::Malformed {
-                    from: Endpoint::Party(0),
+                    from: party1(),
                     error: want.clone()
                 }
+            );
+            assert!(
+                err.to_string()
+                    .starts_with("malformed message from party 1: "),
+                "{err}"
             );
         }
     }
@@ -194,7 +205,8 @@ fn malformed_peer_messages() {
 #[test]
 fn missing_peers_are_errors() {
     for err in with_rogue_party0(None, None) {
-        assert_eq!(err, MeshError::Disconnected(Endpoint::Party(0)));
+        assert_eq!(err, MeshError::Disconnected(party1()));
+        assert_eq!(err.to_string(), "link to party 1 is closed");
     }
     // A silent peer that stays connected: a timeout.
     let th = Threshold::new(3, 1).unwrap();
@@ -204,10 +216,9 @@ fn missing_peers_are_errors() {
     tr.set_timeout(Duration::from_millis(50));
     let mut p = Party::new(th, 1, tr, [1; 32]).unwrap();
     let x = vec![Share::public(1)];
-    assert_eq!(
-        p.mul(&x, &x).unwrap_err(),
-        MeshError::Timeout(Endpoint::Party(0))
-    );
+    let err = p.mul(&x, &x).unwrap_err();
+    assert_eq!(err, MeshError::Timeout(party1()));
+    assert_eq!(err.to_string(), "timed out waiting for party 1");
 }
 
 #[test]
@@ -231,9 +242,9 @@ fn malformed_client_traffic() {
     assert!(matches!(
         c.reconstruct(1),
         Err(MeshError::Malformed {
-            from: Endpoint::Party(0),
+            from,
             error: MessageError::Version(7)
-        })
+        }) if from == party1()
     ));
 }
 

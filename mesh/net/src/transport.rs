@@ -25,7 +25,7 @@ use crate::error::NetError;
 use crate::frame::{CLIENT, FrameError, LENGTH_PREFIX_BYTES, SessionId};
 use crate::handle::NetHandle;
 use mesh::{ClientLink, Transport};
-use mesh::{Endpoint, MeshError};
+use mesh::{Endpoint, MeshError, PartyId};
 
 /// How long one receive waits by default (the in-memory transport's default too).
 pub const DEFAULT_RECV_TIMEOUT: Duration = Duration::from_secs(60);
@@ -114,6 +114,15 @@ fn to_mesh(e: NetError, who: Endpoint) -> MeshError {
             warn!(peer = %who, error = %other, "link failed");
             MeshError::Disconnected(who)
         }
+    }
+}
+
+/// [`to_mesh`] for the link to the party at 0-based index `j`, converted only now (on the
+/// error path). An index no [`PartyId`] can hold is reported as out of range, not a panic.
+fn to_mesh_party(e: NetError, j: usize) -> MeshError {
+    match PartyId::from_index(j) {
+        Ok(p) => to_mesh(e, Endpoint::Party(p)),
+        Err(out_of_range) => out_of_range,
     }
 }
 
@@ -238,7 +247,7 @@ impl Transport for NetTransport {
             if let Some(msg) = msg {
                 let to = wire_index(j, n)?;
                 self.send_round(to, round, msg)
-                    .map_err(|e| to_mesh(e, Endpoint::Party(j)))?;
+                    .map_err(|e| to_mesh_party(e, j))?;
             }
         }
         let mut incoming = Vec::with_capacity(n);
@@ -248,7 +257,7 @@ impl Transport for NetTransport {
                 let deadline = Instant::now() + self.recv_timeout;
                 let msg = self
                     .recv_round(from, round, deadline)
-                    .map_err(|e| to_mesh(e, Endpoint::Party(j)))?;
+                    .map_err(|e| to_mesh_party(e, j))?;
                 incoming.push(Some(msg));
             } else {
                 incoming.push(None);
@@ -327,7 +336,7 @@ impl ClientLink for NetClientLink {
         self.sent[party] += 1;
         self.rounds
             .send(to, self.session, round, msg)
-            .map_err(|e| to_mesh(e, Endpoint::Party(party)))
+            .map_err(|e| to_mesh_party(e, party))
     }
 
     fn recv_from_party(&mut self, party: usize) -> Result<Vec<u8>, MeshError> {
@@ -338,6 +347,6 @@ impl ClientLink for NetClientLink {
         let deadline = Instant::now() + self.recv_timeout;
         self.rounds
             .recv(from, self.session, round, deadline)
-            .map_err(|e| to_mesh(e, Endpoint::Party(party)))
+            .map_err(|e| to_mesh_party(e, party))
     }
 }

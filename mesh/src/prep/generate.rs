@@ -2,7 +2,7 @@
 //! by `t + 1` active parties, in rotation), then a tree of degree reductions that XORs the
 //! dealers' random bits, then the combination into the pool's items.
 
-use crate::error::{Endpoint, MeshError};
+use crate::error::{MeshError, Origin};
 use crate::field::Fp;
 use crate::frame::{Reader, push};
 use crate::params::{LTZ_BITS, LTZ_HI_BITS, trunc_hi_bits};
@@ -158,7 +158,7 @@ fn read_dealt(
         .enumerate()
         .map(|(k, m)| {
             m.as_deref()
-                .map(|m| Reader::of_checked_frame(m, Endpoint::Party(k)))
+                .map(|m| Reader::of_checked_frame(m, Origin::Party(k)))
         })
         .collect();
     let ranks = dealers.ranks;
@@ -171,7 +171,7 @@ fn read_dealt(
         result = (|| {
             let rd = readers[from]
                 .as_mut()
-                .ok_or(MeshError::Disconnected(Endpoint::Party(from)))?;
+                .ok_or_else(|| Origin::Party(from).error(MeshError::Disconnected))?;
             for comp in 0..c {
                 outs[k][(j * ranks + d) * c + comp] = rd.next()?;
             }

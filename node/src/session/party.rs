@@ -256,12 +256,7 @@ impl<F: PartyIo> PartySession<F> {
 
     /// A failure this party saw itself: ask the client to recover.
     fn warn_client(&self, run: &Run<F>, peer: Endpoint, reason: &str) {
-        let lost = match peer {
-            Endpoint::Party(i) => PartyId::from_index(i)
-                .map(|p| format!("party {p}"))
-                .unwrap_or_else(|_| format!("party index {i}")),
-            other => other.to_string(),
-        };
+        let lost = peer.to_string();
         warn!(session = %key_hex(&self.request.key), epoch = run.epoch, unit = run.unit, %lost, %reason, "round failed; asking the client to recover");
         self.io.tell_client(Control::Stalled {
             key: self.request.key,

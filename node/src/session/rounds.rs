@@ -30,7 +30,7 @@ pub(crate) struct EpochTransport<F: Frames> {
 
 fn link_error(to: PartyId, e: &FrameError) -> MeshError {
     MeshError::Link {
-        peer: Endpoint::Party(to.index()),
+        peer: Endpoint::Party(to),
         reason: e.to_string(),
     }
 }
