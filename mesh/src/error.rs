@@ -3,11 +3,12 @@
 
 use thiserror::Error;
 
-use crate::ids::PartyId;
+use crate::ids::{PartyId, PartyIdError};
 
 /// Who sent or should have sent a message.
+/// Complete by nature (a message comes from a party or from the client), so not
+/// `non_exhaustive`: other crates match it exhaustively.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum Endpoint {
     /// A party. Errors name it by its 1-based number ("party 1" is index 0).
     Party(PartyId),
@@ -44,7 +45,7 @@ impl Origin {
             Origin::Client => make(Endpoint::Client),
             Origin::Party(index) => match PartyId::from_index(index) {
                 Ok(p) => make(Endpoint::Party(p)),
-                Err(e) => e,
+                Err(e) => e.into(),
             },
         }
     }
@@ -203,6 +204,15 @@ pub(crate) fn check_len(what: &'static str, expected: usize, got: usize) -> Resu
             expected,
             got,
         })
+    }
+}
+
+impl From<PartyIdError> for MeshError {
+    fn from(e: PartyIdError) -> Self {
+        match e {
+            PartyIdError::OutOfRange { index, n } => MeshError::PartyOutOfRange { index, n },
+            PartyIdError::Zero => MeshError::InvalidArgument("party numbers start at 1"),
+        }
     }
 }
 

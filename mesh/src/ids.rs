@@ -10,8 +10,25 @@ use core::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::MeshError;
-use crate::shamir::MAX_PARTIES;
+/// Most parties one quorum may have (the Shamir points 1..=64 of the engine's tables).
+pub const MAX_PARTIES: usize = 64;
+
+/// A party index or number that no [`PartyId`] holds. Its own type (converted into
+/// [`crate::MeshError`]) so that this module depends on nothing else in the crate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PartyIdError {
+    /// An index at or above the limit.
+    #[error("party index {index} out of range for {n} parties")]
+    OutOfRange {
+        /// The index.
+        index: usize,
+        /// The limit.
+        n: usize,
+    },
+    /// Number 0, the secret's own point.
+    #[error("party numbers start at 1")]
+    Zero,
+}
 
 /// One party of a quorum. Serialized as its 1-based number (one byte on the wire).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -20,11 +37,11 @@ pub struct PartyId(u8);
 
 impl PartyId {
     /// The party at 0-based `index`.
-    pub fn from_index(index: usize) -> Result<PartyId, MeshError> {
+    pub fn from_index(index: usize) -> Result<PartyId, PartyIdError> {
         if index < MAX_PARTIES {
             Ok(PartyId(index as u8))
         } else {
-            Err(MeshError::PartyOutOfRange {
+            Err(PartyIdError::OutOfRange {
                 index,
                 n: MAX_PARTIES,
             })
@@ -32,10 +49,10 @@ impl PartyId {
     }
 
     /// The party with 1-based `number` (as on the wire and in share files).
-    pub fn from_number(number: u8) -> Result<PartyId, MeshError> {
+    pub fn from_number(number: u8) -> Result<PartyId, PartyIdError> {
         match number.checked_sub(1) {
             Some(index) => PartyId::from_index(usize::from(index)),
-            None => Err(MeshError::InvalidArgument("party numbers start at 1")),
+            None => Err(PartyIdError::Zero),
         }
     }
 
@@ -56,8 +73,8 @@ impl PartyId {
 }
 
 impl TryFrom<u8> for PartyId {
-    type Error = MeshError;
-    fn try_from(number: u8) -> Result<Self, MeshError> {
+    type Error = PartyIdError;
+    fn try_from(number: u8) -> Result<Self, PartyIdError> {
         PartyId::from_number(number)
     }
 }

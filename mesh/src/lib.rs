@@ -89,7 +89,7 @@ mod privacy_tests;
 pub use client::Client;
 pub use error::{Endpoint, MeshError, MessageError};
 pub use field::Fp;
-pub use ids::{PartyId, Round};
+pub use ids::{PartyId, PartyIdError, Round};
 pub use params::KAPPA;
 pub use party::Party;
 pub use prep::Demand;

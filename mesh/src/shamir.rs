@@ -12,7 +12,7 @@ use rand::RngCore;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// Largest number of parties supported (messages and Lagrange tables are sized for it).
-pub const MAX_PARTIES: usize = 64;
+pub use crate::ids::MAX_PARTIES;
 
 /// A validated `(n, t)` configuration: `n` parties, polynomials of degree `t`, `t >= 1`,
 /// `n >= 2t + 1` (honest majority, needed for one-round degree reduction).

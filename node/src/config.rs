@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use firmware_profiles::{DEFAULT_PROFILE, Profile};
+use mesh::PartyId;
 use mesh_net::{LinkProfile, Multiaddr, PeerId};
 use mesh_net::{NetConfig, PreSharedKey, ShareSummary};
 use serde::Deserialize;
@@ -181,7 +182,12 @@ impl NodeConfig {
     }
 
     /// The mesh configuration of this node as party `party` holding `summary`.
-    pub fn net_config(&self, psk: PreSharedKey, summary: ShareSummary, party: u8) -> NetConfig {
+    pub fn net_config(
+        &self,
+        psk: PreSharedKey,
+        summary: ShareSummary,
+        party: PartyId,
+    ) -> NetConfig {
         let mut net = NetConfig::new(psk, self.allowed_peers.clone(), summary, Some(party));
         net.listen = self.listen.clone();
         net.static_peers = self.static_peers.clone();

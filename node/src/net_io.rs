@@ -3,7 +3,8 @@
 
 use std::time::Instant;
 
-use mesh_net::{CLIENT, NetError, NetHandle, PeerId, SessionId};
+use mesh::Endpoint;
+use mesh_net::{NetError, NetHandle, PeerId, SessionId};
 use tokio::runtime::Handle;
 
 use crate::session::wire::{Control, encode};
@@ -31,10 +32,10 @@ impl From<NetError> for FrameError {
     }
 }
 
-fn wire_number(peer: Peer) -> u8 {
+fn endpoint(peer: Peer) -> Endpoint {
     match peer {
-        Peer::Party(p) => p.number(),
-        Peer::Client => CLIENT,
+        Peer::Party(p) => Endpoint::Party(p),
+        Peer::Client => Endpoint::Client,
     }
 }
 
@@ -47,10 +48,7 @@ impl Frames for NetFrames {
         payload: Vec<u8>,
     ) -> Result<(), FrameError> {
         self.rt
-            .block_on(
-                self.net
-                    .send_round(wire_number(to), session, round, payload),
-            )
+            .block_on(self.net.send_round(endpoint(to), session, round, payload))
             .map(|_| ())
             .map_err(FrameError::from)
     }
@@ -65,7 +63,7 @@ impl Frames for NetFrames {
         self.rt
             .block_on(
                 self.net
-                    .recv_round(wire_number(from), session, round, deadline),
+                    .recv_round(endpoint(from), session, round, deadline),
             )
             .map_err(FrameError::from)
     }

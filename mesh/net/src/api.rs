@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
+use mesh::{Endpoint, PartyId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::NetError;
@@ -50,8 +51,8 @@ pub enum NetEvent {
     },
     /// A frame this node sent was not delivered.
     SendFailed {
-        /// The destination party.
-        party: Option<u8>,
+        /// The destination (a party or the session's client), if known.
+        to: Option<Endpoint>,
         /// The destination peer, if known.
         peer: Option<PeerId>,
         /// Why.
@@ -79,11 +80,11 @@ pub(crate) enum Command {
     },
     /// Fire and forget: delivery problems are logged and show up at the receiver.
     Send {
-        to: u8,
+        to: Endpoint,
         frame: MpcFrame,
     },
     Recv {
-        from: u8,
+        from: Endpoint,
         session: SessionId,
         round: u64,
         deadline: std::time::Instant,
@@ -130,7 +131,7 @@ pub struct ControlRequest {
     /// The sending peer.
     pub peer: PeerId,
     /// Its party index, if it announced one that this node's quorum view accepted.
-    pub party: Option<u8>,
+    pub party: Option<PartyId>,
     /// The message (opaque to the mesh).
     pub body: Vec<u8>,
     pub(crate) id: u64,

@@ -9,6 +9,7 @@ use std::time::Duration;
 use libp2p::multiaddr::Protocol;
 use libp2p::pnet::PreSharedKey;
 use libp2p::{Multiaddr, PeerId};
+use mesh::PartyId;
 
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::link::LinkProfile;
@@ -34,7 +35,7 @@ pub struct NetConfig {
     /// This node's share-file summary; peers must announce the same one.
     pub summary: ShareSummary,
     /// This node's party index, or `None` for an observer (a client).
-    pub party: Option<u8>,
+    pub party: Option<PartyId>,
     /// A connection with no open stream for this long is closed (an MPC stream, once opened,
     /// stays open while both nodes run).
     pub idle_connection_timeout: Duration,
@@ -67,7 +68,7 @@ impl NetConfig {
         psk: PreSharedKey,
         allowed_peers: Vec<PeerId>,
         summary: ShareSummary,
-        party: Option<u8>,
+        party: Option<PartyId>,
     ) -> Self {
         NetConfig {
             listen: Vec::new(),

@@ -1,6 +1,7 @@
 //! The network layer's error type.
 
 use libp2p::Multiaddr;
+use mesh::{Endpoint, PartyId};
 
 use crate::config::ConfigError;
 use crate::frame::{FrameError, SessionId};
@@ -37,10 +38,10 @@ pub enum NetError {
         reason: String,
     },
     /// No message arrived before the deadline.
-    #[error("timed out waiting for party {from}'s message of session {session} round {round}")]
+    #[error("timed out waiting for {from}'s message of session {session} round {round}")]
     Timeout {
-        /// Sending party.
-        from: u8,
+        /// Sender.
+        from: Endpoint,
         /// Session.
         session: SessionId,
         /// Round.
@@ -49,26 +50,25 @@ pub enum NetError {
     /// No admitted, connected peer holds this party index.
     #[error("party {party} is not connected (no admitted peer has announced that index)")]
     PartyNotConnected {
-        /// The index.
-        party: u8,
+        /// The party.
+        party: PartyId,
     },
-    /// The peer holding the index disconnected while a receive was waiting for it.
-    #[error(
-        "party {party} disconnected while waiting for its message of session {session} round {round}"
-    )]
+    /// The sender (the peer holding a party index, or the session's client) disconnected
+    /// while a receive was waiting for it.
+    #[error("{from} disconnected while waiting for its message of session {session} round {round}")]
     PartyDisconnected {
-        /// The index.
-        party: u8,
+        /// Sender.
+        from: Endpoint,
         /// Session.
         session: SessionId,
         /// Round.
         round: u64,
     },
     /// Two receives for the same message at once (a protocol bug).
-    #[error("a receive for party {from}, session {session}, round {round} is already waiting")]
+    #[error("a receive for {from}, session {session}, round {round} is already waiting")]
     AlreadyWaiting {
-        /// Sending party.
-        from: u8,
+        /// Sender.
+        from: Endpoint,
         /// Session.
         session: SessionId,
         /// Round.
@@ -102,8 +102,8 @@ pub enum NetError {
         "quorum not formed: parties {present:?} are present, {required} are needed; check that the other devices run, share the mesh key and are on each other's allow-lists"
     )]
     QuorumNotFormed {
-        /// Party indices present (this node's included).
-        present: Vec<u8>,
+        /// Parties present (this node's included).
+        present: Vec<PartyId>,
         /// 2t+1.
         required: usize,
     },

@@ -20,6 +20,7 @@ use libp2p::request_response::{self, Message, OutboundRequestId, ResponseChannel
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, ping};
+use mesh::Endpoint;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
@@ -29,7 +30,7 @@ use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::control::ControlBook;
 use crate::dial::DialPolicy;
 use crate::error::NetError;
-use crate::frame::{Ack, CLIENT, LENGTH_PREFIX_BYTES, MPC_PROTOCOL, MpcFrame, Rejection};
+use crate::frame::{Ack, LENGTH_PREFIX_BYTES, MPC_PROTOCOL, MpcFrame, Rejection, wire_number};
 use crate::link::LinkProfile;
 use crate::membership::Membership;
 use crate::quorum::{Announcement, Quorum, QuorumView, ShareSummary};
@@ -283,7 +284,10 @@ impl EventLoop {
             } => {
                 // A client's first message of a session may well come after the party starts
                 // waiting for it, so only parties can be known to be absent.
-                let absent = from != CLIENT && self.members.peer_of(from).is_none();
+                let absent = match from {
+                    Endpoint::Party(p) if self.members.peer_of(p).is_none() => Some(p),
+                    _ => None,
+                };
                 self.routing
                     .recv((from, session, round), deadline, absent, reply);
             }
@@ -315,16 +319,15 @@ impl EventLoop {
     }
 
     /// The one place link emulation enters the send path.
-    fn send_frame(&mut self, to: u8, frame: MpcFrame) {
-        let peer = if to == CLIENT {
-            self.routing.client_of(frame.session)
-        } else {
-            self.members.peer_of(to)
+    fn send_frame(&mut self, to: Endpoint, frame: MpcFrame) {
+        let peer = match to {
+            Endpoint::Client => self.routing.client_of(frame.session),
+            Endpoint::Party(p) => self.members.peer_of(p),
         };
         let Some(peer) = peer else {
-            warn!(party = to, session = %frame.session, round = frame.round, "cannot send: party not connected");
+            warn!(%to, session = %frame.session, round = frame.round, "cannot send: not connected");
             self.emit(NetEvent::SendFailed {
-                party: Some(to),
+                to: Some(to),
                 peer: None,
                 reason: "party not connected".to_owned(),
             });
@@ -337,7 +340,7 @@ impl EventLoop {
         let bytes = match frame.encoded_len() {
             Ok(len) => len + LENGTH_PREFIX_BYTES,
             Err(e) => {
-                warn!(party = to, error = %e, "cannot send frame");
+                warn!(%to, error = %e, "cannot send frame");
                 return;
             }
         };
@@ -405,7 +408,7 @@ impl EventLoop {
             StreamEvent::RejectedByPeer { peer, rejection } => {
                 warn!(%peer, reason = %rejection, "peer rejected our MPC frame");
                 self.emit(NetEvent::SendFailed {
-                    party: self.members.party_of(&peer),
+                    to: self.endpoint_of(&peer),
                     peer: Some(peer),
                     reason: rejection.to_string(),
                 });
@@ -413,7 +416,7 @@ impl EventLoop {
             StreamEvent::SendFailed { peer, reason } => {
                 warn!(%peer, %reason, "MPC frame not delivered");
                 self.emit(NetEvent::SendFailed {
-                    party: self.members.party_of(&peer),
+                    to: self.endpoint_of(&peer),
                     peer: Some(peer),
                     reason,
                 });
@@ -423,25 +426,33 @@ impl EventLoop {
 
     /// Decides what happens to an incoming frame; never trusts the frame's claimed sender.
     fn accept_frame(&mut self, peer: PeerId, frame: MpcFrame) -> Ack {
-        let party = if let Some(party) = self.members.party_of(&peer) {
-            party
+        let from = if let Some(party) = self.members.party_of(&peer) {
+            Endpoint::Party(party)
         } else if self.members.is_observer(&peer) {
             if let Err(rejection) = self.routing.claim(frame.session, peer) {
                 return self.reject(peer, rejection);
             }
-            CLIENT
+            Endpoint::Client
         } else {
             return self.reject(peer, Rejection::NotAnnounced);
         };
-        if frame.sender != party {
+        if frame.sender != wire_number(from) {
             return self.reject(peer, Rejection::SenderMismatch);
         }
         match self
             .routing
-            .deliver((party, frame.session, frame.round), frame.payload)
+            .deliver((from, frame.session, frame.round), frame.payload)
         {
             Ok(()) => Ack::Accepted,
             Err(rejection) => self.reject(peer, rejection),
+        }
+    }
+
+    /// Who `peer` is in the MPC: its party, or the client if it is an observer.
+    fn endpoint_of(&self, peer: &PeerId) -> Option<Endpoint> {
+        match self.members.party_of(peer) {
+            Some(p) => Some(Endpoint::Party(p)),
+            None => self.members.is_observer(peer).then_some(Endpoint::Client),
         }
     }
 

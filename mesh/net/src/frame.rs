@@ -31,12 +31,23 @@ use libp2p::request_response;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use mesh::Endpoint;
+
 use crate::quorum::Announcement;
 
 /// Version byte at the start of every body; bumped on any incompatible change.
 pub const WIRE_VERSION: u8 = 1;
 /// Sender index of the client: 0 is the Shamir point of the secret itself, never a party.
 pub const CLIENT: u8 = 0;
+
+/// The sender number an [`MpcFrame`] carries for `from`: a party's 1-based number, [`CLIENT`]
+/// for the client.
+pub fn wire_number(from: Endpoint) -> u8 {
+    match from {
+        Endpoint::Party(p) => p.number(),
+        Endpoint::Client => CLIENT,
+    }
+}
 /// Protocol name of MPC round traffic.
 pub const MPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/sotto/mpc/2");
 /// Protocol name of the announcement exchange.
@@ -661,7 +672,7 @@ mod tests {
     #[test]
     fn control_messages_round_trip_and_reject_trailing_bytes() {
         let ann = Some(Announcement {
-            party: 3,
+            party: mesh::PartyId::from_number(3).unwrap(),
             summary: ShareSummary {
                 model_sha256: [7; 32],
                 provisioning_id: [9; 16],
@@ -672,6 +683,14 @@ mod tests {
         let mut body = encode_control(&ann).unwrap();
         assert!(body.len() <= MAX_CONTROL_BYTES);
         assert_eq!(decode_control::<Option<Announcement>>(&body).unwrap(), ann);
+        // Version, Some, then the party as its 1-based number in one byte (as before PartyId).
+        assert_eq!(body[..3], [WIRE_VERSION, 1, 3]);
+        let mut zero = body.clone();
+        zero[2] = 0;
+        assert!(
+            decode_control::<Option<Announcement>>(&zero).is_err(),
+            "party 0 is the secret's point, never a party"
+        );
         body.push(0);
         assert!(matches!(
             decode_control::<Option<Announcement>>(&body),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
+use mesh::{Endpoint, PartyId};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::info;
 
@@ -88,7 +89,7 @@ pub struct NetHandle {
     pub(crate) commands: mpsc::Sender<Command>,
     events: broadcast::Sender<NetEvent>,
     local_peer_id: PeerId,
-    pub(crate) local_party: Option<u8>,
+    pub(crate) local_party: Option<PartyId>,
     pub(crate) n: u8,
     pub(crate) max_frame_bytes: usize,
     control_requests: Arc<Mutex<Option<mpsc::Receiver<ControlRequest>>>>,
@@ -101,8 +102,8 @@ impl NetHandle {
         self.local_peer_id
     }
 
-    /// This node's party index (`None` for an observer).
-    pub fn local_party(&self) -> Option<u8> {
+    /// This node's party (`None` for an observer).
+    pub fn local_party(&self) -> Option<PartyId> {
         self.local_party
     }
 
@@ -185,7 +186,7 @@ impl NetHandle {
         round: u64,
         payload: Vec<u8>,
     ) -> Result<MpcFrame, NetError> {
-        let sender = self.local_party.unwrap_or(CLIENT);
+        let sender = self.local_party.map_or(CLIENT, PartyId::number);
         let frame = MpcFrame {
             session,
             round,
@@ -203,12 +204,11 @@ impl NetHandle {
         Ok(frame)
     }
 
-    /// Sends this node's message of one round to party `to` (1-based; [`CLIENT`] for the
-    /// client of `session`). Returns the frame's wire size once the event loop has it; the
+    /// Sends this node's message of one round to `to` (a party, or the client of `session`). Returns the frame's wire size once the event loop has it; the
     /// frame then leaves on its own (after link emulation).
     pub async fn send_round(
         &self,
-        to: u8,
+        to: Endpoint,
         session: SessionId,
         round: u64,
         payload: Vec<u8>,
@@ -222,11 +222,11 @@ impl NetHandle {
         Ok(bytes)
     }
 
-    /// Receives party `from`'s message of one round, waiting until `deadline`; frames that
+    /// Receives `from`'s message of one round, waiting until `deadline`; frames that
     /// arrived earlier were buffered and are returned at once.
     pub async fn recv_round(
         &self,
-        from: u8,
+        from: Endpoint,
         session: SessionId,
         round: u64,
         deadline: std::time::Instant,
@@ -270,7 +270,7 @@ impl NetHandle {
             .await?
     }
 
-    /// Routes `session`'s frames for [`CLIENT`] to `peer` and refuses client frames of that
+    /// Routes `session`'s frames for the client to `peer` and refuses client frames of that
     /// session from anyone else. A party binds the sessions of a request it accepted, before
     /// the client has sent anything on them.
     pub async fn bind_client(&self, session: SessionId, peer: PeerId) -> Result<(), NetError> {

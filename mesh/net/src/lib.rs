@@ -16,6 +16,10 @@
 //!   allow-list, identify, ping, optional mDNS), the [`EventLoop`] task that alone owns it, the
 //!   per-peer sender queues that apply link emulation, and the long-lived per-peer MPC streams
 //!   frames travel on (written back to back, no per-frame ack).
+//! - `dial`, `membership`, `control`, `routing`: the event loop's decisions as plain,
+//!   unit-tested bookkeeping (whom to dial and when; announcements and the quorum view; control
+//!   requests in flight; where an MPC frame goes), and `api`, what the loop and its handles
+//!   exchange ([`NetEvent`], [`ControlRequest`], the internal commands).
 //! - Control messages (`/sotto/control/1`): opaque request-response bodies between admitted
 //!   peers ([`NetHandle::control`], [`NetHandle::take_control_requests`], [`ControlRequest`]);
 //!   the node gives them meaning (session requests, recovery, status).

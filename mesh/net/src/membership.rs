@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use libp2p::PeerId;
+use mesh::PartyId;
 use tracing::{debug, info, warn};
 
 use crate::api::NetEvent;
@@ -18,7 +19,7 @@ use crate::quorum::{Announcement, Quorum, QuorumConflict, QuorumView, ShareSumma
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Departure {
     /// The party it held in the quorum view.
-    pub(crate) party: Option<u8>,
+    pub(crate) party: Option<PartyId>,
     /// Whether it was an observer (a client).
     pub(crate) observer: bool,
     /// The view, when the quorum fell below 2t+1 with it.
@@ -56,11 +57,11 @@ impl Membership {
         self.quorum.local_announcement()
     }
 
-    pub(crate) fn party_of(&self, peer: &PeerId) -> Option<u8> {
+    pub(crate) fn party_of(&self, peer: &PeerId) -> Option<PartyId> {
         self.quorum.party_of(peer)
     }
 
-    pub(crate) fn peer_of(&self, party: u8) -> Option<PeerId> {
+    pub(crate) fn peer_of(&self, party: PartyId) -> Option<PeerId> {
         self.quorum.peer_of(party)
     }
 
@@ -93,7 +94,7 @@ impl Membership {
         let was_formed = self.quorum.is_formed();
         match self.quorum.observe(peer, announcement) {
             Ok(true) => {
-                info!(%peer, party = announcement.party, "peer joined the quorum view");
+                info!(%peer, party = %announcement.party, "peer joined the quorum view");
                 let mut events = vec![NetEvent::Announced { peer, announcement }];
                 if !was_formed && self.quorum.is_formed() {
                     let view = self.quorum.view();
@@ -122,7 +123,7 @@ impl Membership {
         let was_formed = self.quorum.is_formed();
         let party = self.quorum.remove(&peer);
         if let Some(party) = party {
-            info!(%peer, party, "party left the quorum view");
+            info!(%peer, %party, "party left the quorum view");
         }
         let quorum_lost = (was_formed && !self.quorum.is_formed()).then(|| {
             let view = self.quorum.view();
@@ -178,9 +179,13 @@ mod tests {
 
     fn ann(party: u8, provisioning: u8) -> Option<Announcement> {
         Some(Announcement {
-            party,
+            party: PartyId::from_number(party).unwrap(),
             summary: summary(provisioning),
         })
+    }
+
+    fn numbers(view: &QuorumView) -> Vec<u8> {
+        view.parties().into_iter().map(PartyId::number).collect()
     }
 
     fn names(events: &[NetEvent]) -> Vec<&'static str> {
@@ -197,14 +202,18 @@ mod tests {
 
     #[test]
     fn the_quorum_forms_and_is_lost_with_its_parties() {
-        let mut m = Membership::new(Quorum::new(summary(2), Some(1)).unwrap(), false);
+        let mut m = Membership::new(
+            Quorum::new(summary(2), PartyId::from_number(1).ok()).unwrap(),
+            false,
+        );
         let (a, b, client) = (PeerId::random(), PeerId::random(), PeerId::random());
         assert_eq!(names(&m.record(a, ann(2, 2))), ["announced"]);
         assert!(m.record(a, ann(2, 2)).is_empty(), "a repeat says nothing");
         assert_eq!(names(&m.record(b, ann(3, 2))), ["announced", "formed"]);
         assert!(m.record(client, None).is_empty());
         assert!(m.is_observer(&client));
-        assert_eq!((m.party_of(&b), m.peer_of(3)), (Some(3), Some(b)));
+        let third = PartyId::from_number(3).unwrap();
+        assert_eq!((m.party_of(&b), m.peer_of(third)), (Some(third), Some(b)));
 
         assert_eq!(
             m.gone(client),
@@ -214,20 +223,23 @@ mod tests {
             }
         );
         let lost = m.gone(b);
-        assert_eq!(lost.party, Some(3));
-        assert_eq!(lost.quorum_lost.map(|v| v.parties()), Some(vec![1, 2]));
+        assert_eq!(lost.party, Some(third));
+        assert_eq!(lost.quorum_lost.map(|v| numbers(&v)), Some(vec![1, 2]));
         assert_eq!(m.gone(a).quorum_lost, None, "lost once");
         assert!(m.announcements().is_empty());
     }
 
     #[test]
     fn conflicts_are_reported_and_not_counted() {
-        let mut m = Membership::new(Quorum::new(summary(2), Some(1)).unwrap(), false);
+        let mut m = Membership::new(
+            Quorum::new(summary(2), PartyId::from_number(1).ok()).unwrap(),
+            false,
+        );
         let (a, b) = (PeerId::random(), PeerId::random());
         m.record(a, ann(2, 2));
         assert_eq!(names(&m.record(b, ann(2, 2))), ["conflict"]);
         assert_eq!(names(&m.record(b, ann(3, 9))), ["conflict"]);
-        assert_eq!(m.view().parties(), vec![1, 2]);
+        assert_eq!(numbers(&m.view()), vec![1, 2]);
         assert_eq!(m.announcements().len(), 2, "kept, though not counted");
     }
 
@@ -240,12 +252,15 @@ mod tests {
         }
         assert!(!m.view().formed);
         let (view, event) = m.adopt_summary(summary(5)).unwrap();
-        assert_eq!(view.parties(), vec![1, 2, 3]);
+        assert_eq!(numbers(&view), vec![1, 2, 3]);
         assert!(matches!(event, Some(NetEvent::QuorumFormed(_))));
         let (_, again) = m.adopt_summary(summary(5)).unwrap();
         assert!(again.is_none());
 
-        let mut party = Membership::new(Quorum::new(summary(5), Some(1)).unwrap(), false);
+        let mut party = Membership::new(
+            Quorum::new(summary(5), PartyId::from_number(1).ok()).unwrap(),
+            false,
+        );
         assert!(matches!(
             party.adopt_summary(summary(6)),
             Err(NetError::NotAnObserver)

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use libp2p::PeerId;
+use mesh::PartyId;
 use serde::{Deserialize, Serialize};
 
 /// The part of a share-file header that every party of one quorum must agree on.
@@ -35,8 +36,14 @@ impl ShareSummary {
         2 * usize::from(self.t) + 1
     }
 
-    /// Checks `n >= 2t + 1` (and `n >= 1`).
+    /// Checks `n >= 2t + 1` (and `n >= 1`) and that `n` is within the engine's limit.
     pub fn validate(&self) -> Result<(), QuorumConfigError> {
+        if usize::from(self.n) > mesh::shamir::MAX_PARTIES {
+            return Err(QuorumConfigError::TooManyParties {
+                n: self.n,
+                max: mesh::shamir::MAX_PARTIES,
+            });
+        }
         if usize::from(self.n) < self.required() {
             return Err(QuorumConfigError::Threshold {
                 n: self.n,
@@ -67,8 +74,9 @@ impl fmt::Display for ShareSummary {
 /// What a party tells every peer it connects to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Announcement {
-    /// Party index, 1-based (the Shamir evaluation point of its share file).
-    pub party: u8,
+    /// Its party (on the wire its 1-based number, the Shamir evaluation point of its share
+    /// file).
+    pub party: PartyId,
     /// Its share-file header summary.
     pub summary: ShareSummary,
 }
@@ -85,11 +93,19 @@ pub enum QuorumConfigError {
         /// Threshold.
         t: u8,
     },
+    /// More parties than the MPC engine supports.
+    #[error("n={n} parties is more than the {max} Sotto supports; re-provision with fewer")]
+    TooManyParties {
+        /// Parties.
+        n: u8,
+        /// The engine's limit.
+        max: usize,
+    },
     /// This node's party index is not in `1..=n`.
     #[error("this node's party index {party} is outside 1..={n}; check the share file")]
     LocalParty {
         /// Configured index.
-        party: u8,
+        party: PartyId,
         /// Parties.
         n: u8,
     },
@@ -105,7 +121,7 @@ pub enum QuorumConflict {
     )]
     DuplicateParty {
         /// The index.
-        party: u8,
+        party: PartyId,
         /// Who announced it first (and keeps it).
         holder: PeerId,
         /// Who announced it second (not counted).
@@ -117,7 +133,7 @@ pub enum QuorumConflict {
     )]
     DuplicateLocalParty {
         /// The index.
-        party: u8,
+        party: PartyId,
         /// The peer.
         peer: PeerId,
     },
@@ -129,7 +145,7 @@ pub enum QuorumConflict {
         /// The peer.
         peer: PeerId,
         /// Index it announced.
-        party: u8,
+        party: PartyId,
         /// Our summary.
         expected: ShareSummary,
         /// Its summary.
@@ -141,7 +157,7 @@ pub enum QuorumConflict {
         /// The peer.
         peer: PeerId,
         /// Its index.
-        party: u8,
+        party: PartyId,
         /// Parties.
         n: u8,
     },
@@ -151,9 +167,9 @@ pub enum QuorumConflict {
         /// The peer.
         peer: PeerId,
         /// Index it held.
-        old: u8,
+        old: PartyId,
         /// Index it now claims (not counted).
-        new: u8,
+        new: PartyId,
     },
 }
 
@@ -163,17 +179,17 @@ pub struct QuorumView {
     /// The summary every member agrees on.
     pub summary: ShareSummary,
     /// This node's own index, if it is a party.
-    pub local_party: Option<u8>,
+    pub local_party: Option<PartyId>,
     /// Connected peers by party index (this node is not in it).
-    pub peers: BTreeMap<u8, PeerId>,
+    pub peers: BTreeMap<PartyId, PeerId>,
     /// Whether at least `2t + 1` distinct indices are present.
     pub formed: bool,
 }
 
 impl QuorumView {
     /// All party indices present, this node's included.
-    pub fn parties(&self) -> Vec<u8> {
-        let mut all: Vec<u8> = self.peers.keys().copied().chain(self.local_party).collect();
+    pub fn parties(&self) -> Vec<PartyId> {
+        let mut all: Vec<PartyId> = self.peers.keys().copied().chain(self.local_party).collect();
         all.sort_unstable();
         all
     }
@@ -183,18 +199,21 @@ impl QuorumView {
 #[derive(Clone, Debug)]
 pub struct Quorum {
     summary: ShareSummary,
-    local_party: Option<u8>,
-    by_party: BTreeMap<u8, PeerId>,
-    by_peer: BTreeMap<PeerId, u8>,
+    local_party: Option<PartyId>,
+    by_party: BTreeMap<PartyId, PeerId>,
+    by_peer: BTreeMap<PeerId, PartyId>,
 }
 
 impl Quorum {
     /// An empty view for a node holding `summary` as party `local_party` (`None`: an observer,
     /// such as the client, which counts only peers).
-    pub fn new(summary: ShareSummary, local_party: Option<u8>) -> Result<Self, QuorumConfigError> {
+    pub fn new(
+        summary: ShareSummary,
+        local_party: Option<PartyId>,
+    ) -> Result<Self, QuorumConfigError> {
         summary.validate()?;
         if let Some(party) = local_party {
-            if party == 0 || party > summary.n {
+            if party.number() > summary.n {
                 return Err(QuorumConfigError::LocalParty {
                     party,
                     n: summary.n,
@@ -231,7 +250,7 @@ impl Quorum {
                 announced: ann.summary,
             });
         }
-        if party == 0 || party > self.summary.n {
+        if party.number() > self.summary.n {
             return Err(QuorumConflict::PartyOutOfRange {
                 peer,
                 party,
@@ -264,7 +283,7 @@ impl Quorum {
     }
 
     /// Forgets a disconnected peer; returns the index it held.
-    pub fn remove(&mut self, peer: &PeerId) -> Option<u8> {
+    pub fn remove(&mut self, peer: &PeerId) -> Option<PartyId> {
         let party = self.by_peer.remove(peer)?;
         self.by_party.remove(&party);
         Some(party)
@@ -276,12 +295,12 @@ impl Quorum {
     }
 
     /// The index a peer holds.
-    pub fn party_of(&self, peer: &PeerId) -> Option<u8> {
+    pub fn party_of(&self, peer: &PeerId) -> Option<PartyId> {
         self.by_peer.get(peer).copied()
     }
 
     /// The peer holding an index.
-    pub fn peer_of(&self, party: u8) -> Option<PeerId> {
+    pub fn peer_of(&self, party: PartyId) -> Option<PeerId> {
         self.by_party.get(&party).copied()
     }
 
@@ -314,16 +333,20 @@ mod tests {
         }
     }
 
+    fn p(number: u8) -> PartyId {
+        PartyId::from_number(number).unwrap()
+    }
+
     fn ann(party: u8) -> Announcement {
         Announcement {
-            party,
+            party: p(party),
             summary: summary(),
         }
     }
 
     #[test]
     fn forms_with_two_t_plus_one_distinct_indices() {
-        let mut q = Quorum::new(summary(), Some(1)).unwrap();
+        let mut q = Quorum::new(summary(), Some(p(1))).unwrap();
         let (a, b) = (PeerId::random(), PeerId::random());
         assert!(!q.is_formed());
         assert_eq!(q.observe(a, ann(2)), Ok(true));
@@ -331,9 +354,9 @@ mod tests {
         assert_eq!(q.observe(a, ann(2)), Ok(false));
         assert_eq!(q.observe(b, ann(3)), Ok(true));
         assert!(q.is_formed());
-        assert_eq!(q.view().parties(), vec![1, 2, 3]);
-        assert_eq!(q.peer_of(3), Some(b));
-        assert_eq!(q.remove(&b), Some(3));
+        assert_eq!(q.view().parties(), [p(1), p(2), p(3)]);
+        assert_eq!(q.peer_of(p(3)), Some(b));
+        assert_eq!(q.remove(&b), Some(p(3)));
         assert!(!q.is_formed());
     }
 
@@ -349,24 +372,25 @@ mod tests {
 
     #[test]
     fn conflicts_are_typed_and_not_counted() {
-        let mut q = Quorum::new(summary(), Some(1)).unwrap();
+        let mut q = Quorum::new(summary(), Some(p(1))).unwrap();
         let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
         q.observe(a, ann(2)).unwrap();
         assert!(matches!(
             q.observe(b, ann(2)),
-            Err(QuorumConflict::DuplicateParty { party: 2, holder, peer }) if holder == a && peer == b
+            Err(QuorumConflict::DuplicateParty { party, holder, peer })
+                if party == p(2) && holder == a && peer == b
         ));
         assert!(matches!(
             q.observe(b, ann(1)),
-            Err(QuorumConflict::DuplicateLocalParty { party: 1, .. })
+            Err(QuorumConflict::DuplicateLocalParty { party, .. }) if party == p(1)
         ));
         assert!(matches!(
             q.observe(b, ann(4)),
-            Err(QuorumConflict::PartyOutOfRange { party: 4, n: 3, .. })
+            Err(QuorumConflict::PartyOutOfRange { party, n: 3, .. }) if party == p(4)
         ));
         assert!(matches!(
             q.observe(a, ann(3)),
-            Err(QuorumConflict::Reannounced { old: 2, new: 3, .. })
+            Err(QuorumConflict::Reannounced { old, new, .. }) if (old, new) == (p(2), p(3))
         ));
         let mut other = ann(3);
         other.summary.model_sha256 = [9; 32];
@@ -382,13 +406,18 @@ mod tests {
         let mut s = summary();
         s.n = 2;
         assert!(matches!(
-            Quorum::new(s, Some(1)),
+            Quorum::new(s, Some(p(1))),
             Err(QuorumConfigError::Threshold { n: 2, t: 1 })
         ));
         assert!(matches!(
-            Quorum::new(summary(), Some(0)),
-            Err(QuorumConfigError::LocalParty { party: 0, .. })
+            Quorum::new(summary(), Some(p(4))),
+            Err(QuorumConfigError::LocalParty { party, n: 3 }) if party == p(4)
         ));
-        assert!(Quorum::new(summary(), Some(4)).is_err());
+        let mut big = summary();
+        big.n = 65;
+        assert!(matches!(
+            Quorum::new(big, None),
+            Err(QuorumConfigError::TooManyParties { n: 65, max: 64 })
+        ));
     }
 }

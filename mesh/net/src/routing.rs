@@ -8,15 +8,16 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use libp2p::PeerId;
+use mesh::{Endpoint, PartyId};
 use tokio::time::Instant;
 use tracing::debug;
 
 use crate::api::Reply;
 use crate::error::NetError;
-use crate::frame::{CLIENT, Rejection, SessionId};
+use crate::frame::{Rejection, SessionId};
 
 /// (sending party, session, round): one frame per peer per round.
-pub(crate) type Key = (u8, SessionId, u64);
+pub(crate) type Key = (Endpoint, SessionId, u64);
 
 struct Waiter {
     deadline: Instant,
@@ -105,7 +106,7 @@ impl Routing {
         &mut self,
         key: Key,
         deadline: std::time::Instant,
-        absent: bool,
+        absent: Option<PartyId>,
         reply: Reply,
     ) {
         let (from, session, round) = key;
@@ -113,8 +114,8 @@ impl Routing {
             let _ = reply.send(Ok(payload));
             return;
         }
-        let error = if absent {
-            NetError::PartyNotConnected { party: from }
+        let error = if let Some(party) = absent {
+            NetError::PartyNotConnected { party }
         } else if deadline <= std::time::Instant::now() {
             NetError::Timeout {
                 from,
@@ -162,7 +163,7 @@ impl Routing {
         for key in expired {
             if let Some(waiter) = self.waiters.remove(&key) {
                 let (from, session, round) = key;
-                debug!(party = from, %session, round, "receive timed out");
+                debug!(%from, %session, round, "receive timed out");
                 let _ = waiter.reply.send(Err(NetError::Timeout {
                     from,
                     session,
@@ -173,8 +174,8 @@ impl Routing {
     }
 
     /// Fails every receive from `party` (which disconnected).
-    pub(crate) fn party_gone(&mut self, party: u8) {
-        self.fail_waiting(|k| k.0 == party);
+    pub(crate) fn party_gone(&mut self, party: PartyId) {
+        self.fail_waiting(|k| k.0 == Endpoint::Party(party));
     }
 
     /// Fails receives from a client that left and forgets its sessions.
@@ -186,7 +187,7 @@ impl Routing {
             .map(|(s, _)| *s)
             .collect();
         self.session_clients.retain(|s, _| !sessions.contains(s));
-        self.fail_waiting(|k| k.0 == CLIENT && sessions.contains(&k.1));
+        self.fail_waiting(|k| k.0 == Endpoint::Client && sessions.contains(&k.1));
     }
 
     fn fail_waiting(&mut self, orphaned: impl Fn(&Key) -> bool) {
@@ -199,7 +200,7 @@ impl Routing {
         for key in keys {
             if let Some(waiter) = self.waiters.remove(&key) {
                 let _ = waiter.reply.send(Err(NetError::PartyDisconnected {
-                    party: key.0,
+                    from: key.0,
                     session: key.1,
                     round: key.2,
                 }));
@@ -244,6 +245,10 @@ mod tests {
 
     use super::*;
 
+    fn party(number: u8) -> Endpoint {
+        Endpoint::Party(PartyId::from_number(number).unwrap())
+    }
+
     fn later() -> std::time::Instant {
         std::time::Instant::now() + Duration::from_secs(60)
     }
@@ -251,15 +256,15 @@ mod tests {
     #[test]
     fn early_frames_wait_in_the_inbox_and_late_ones_meet_their_receive() {
         let mut r = Routing::new(4, 1024);
-        r.deliver((1, SessionId(7), 0), vec![1]).unwrap();
+        r.deliver((party(1), SessionId(7), 0), vec![1]).unwrap();
         let (tx, mut rx) = oneshot::channel();
-        r.recv((1, SessionId(7), 0), later(), false, tx);
+        r.recv((party(1), SessionId(7), 0), later(), None, tx);
         assert_eq!(rx.try_recv().unwrap().unwrap(), vec![1]);
 
         let (tx, mut rx) = oneshot::channel();
-        r.recv((2, SessionId(7), 1), later(), false, tx);
+        r.recv((party(2), SessionId(7), 1), later(), None, tx);
         assert!(rx.try_recv().is_err(), "parked until the frame comes");
-        r.deliver((2, SessionId(7), 1), vec![2]).unwrap();
+        r.deliver((party(2), SessionId(7), 1), vec![2]).unwrap();
         assert_eq!(rx.try_recv().unwrap().unwrap(), vec![2]);
         assert_eq!(r.load(), (0, 0));
     }
@@ -267,49 +272,59 @@ mod tests {
     #[test]
     fn duplicates_and_overflow_are_rejected() {
         let mut r = Routing::new(2, 5);
-        r.deliver((1, SessionId(1), 0), vec![0; 3]).unwrap();
+        r.deliver((party(1), SessionId(1), 0), vec![0; 3]).unwrap();
         assert_eq!(
-            r.deliver((1, SessionId(1), 0), vec![0]),
+            r.deliver((party(1), SessionId(1), 0), vec![0]),
             Err(Rejection::Duplicate)
         );
         assert_eq!(
-            r.deliver((1, SessionId(1), 1), vec![0; 3]),
+            r.deliver((party(1), SessionId(1), 1), vec![0; 3]),
             Err(Rejection::BufferFull),
             "byte limit"
         );
-        r.deliver((1, SessionId(1), 1), vec![0; 2]).unwrap();
+        r.deliver((party(1), SessionId(1), 1), vec![0; 2]).unwrap();
         assert_eq!(
-            r.deliver((1, SessionId(1), 2), vec![]),
+            r.deliver((party(1), SessionId(1), 2), vec![]),
             Err(Rejection::BufferFull),
             "frame limit"
         );
         r.end_session(SessionId(1));
         assert_eq!(r.load(), (0, 0));
-        r.deliver((1, SessionId(1), 2), vec![0; 5]).unwrap();
+        r.deliver((party(1), SessionId(1), 2), vec![0; 5]).unwrap();
     }
 
     #[test]
     fn a_receive_from_an_absent_party_or_past_its_deadline_fails_at_once() {
         let mut r = Routing::new(4, 1024);
         let (tx, mut rx) = oneshot::channel();
-        r.recv((3, SessionId(1), 0), later(), true, tx);
+        r.recv(
+            (party(3), SessionId(1), 0),
+            later(),
+            PartyId::from_number(3).ok(),
+            tx,
+        );
         assert!(matches!(
             rx.try_recv().unwrap(),
-            Err(NetError::PartyNotConnected { party: 3 })
+            Err(NetError::PartyNotConnected { party }) if party.number() == 3
         ));
         let (tx, mut rx) = oneshot::channel();
-        r.recv((3, SessionId(1), 0), std::time::Instant::now(), false, tx);
+        r.recv(
+            (party(3), SessionId(1), 0),
+            std::time::Instant::now(),
+            None,
+            tx,
+        );
         assert!(matches!(
             rx.try_recv().unwrap(),
-            Err(NetError::Timeout { from: 3, .. })
+            Err(NetError::Timeout { from, .. }) if from == party(3)
         ));
         let (tx, _keep) = oneshot::channel();
-        r.recv((3, SessionId(1), 1), later(), false, tx);
+        r.recv((party(3), SessionId(1), 1), later(), None, tx);
         let (tx, mut rx) = oneshot::channel();
-        r.recv((3, SessionId(1), 1), later(), false, tx);
+        r.recv((party(3), SessionId(1), 1), later(), None, tx);
         assert!(matches!(
             rx.try_recv().unwrap(),
-            Err(NetError::AlreadyWaiting { from: 3, .. })
+            Err(NetError::AlreadyWaiting { from, .. }) if from == party(3)
         ));
     }
 
@@ -318,11 +333,16 @@ mod tests {
         let mut r = Routing::new(4, 1024);
         let (soon_tx, mut soon) = oneshot::channel();
         let deadline = std::time::Instant::now() + Duration::from_millis(1);
-        r.recv((1, SessionId(1), 0), deadline, false, soon_tx);
-        let (party_tx, mut party) = oneshot::channel();
-        r.recv((2, SessionId(1), 0), later(), false, party_tx);
+        r.recv((party(1), SessionId(1), 0), deadline, None, soon_tx);
+        let (party_tx, mut from_party) = oneshot::channel();
+        r.recv((party(2), SessionId(1), 0), later(), None, party_tx);
         let (client_tx, mut client) = oneshot::channel();
-        r.recv((CLIENT, SessionId(2), 0), later(), false, client_tx);
+        r.recv(
+            (Endpoint::Client, SessionId(2), 0),
+            later(),
+            None,
+            client_tx,
+        );
         let owner = PeerId::random();
         r.bind_client(SessionId(2), owner).unwrap();
 
@@ -331,15 +351,18 @@ mod tests {
             soon.try_recv().unwrap(),
             Err(NetError::Timeout { .. })
         ));
-        r.party_gone(2);
+        r.party_gone(PartyId::from_number(2).unwrap());
         assert!(matches!(
-            party.try_recv().unwrap(),
-            Err(NetError::PartyDisconnected { party: 2, .. })
+            from_party.try_recv().unwrap(),
+            Err(NetError::PartyDisconnected { from, .. }) if from == party(2)
         ));
         r.client_gone(owner);
         assert!(matches!(
             client.try_recv().unwrap(),
-            Err(NetError::PartyDisconnected { party: CLIENT, .. })
+            Err(NetError::PartyDisconnected {
+                from: Endpoint::Client,
+                ..
+            })
         ));
         assert_eq!(r.client_of(SessionId(2)), None);
         assert_eq!(r.next_deadline(), None);

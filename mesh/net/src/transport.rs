@@ -12,8 +12,8 @@
 //! Never call these from an async task: tokio panics when a runtime thread blocks. Use
 //! `std::thread::spawn` or `tokio::task::spawn_blocking`.
 //!
-//! Indexing: the [`mesh::Transport`] API counts parties from 0; on the wire a party is its
-//! Shamir evaluation point `index + 1` and the client is [`CLIENT`] (0).
+//! Indexing: the [`mesh::Transport`] API counts parties from 0; this file turns each index into
+//! a [`PartyId`] once, and the frame carries its 1-based number ([`crate::frame::wire_number`]).
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use tracing::warn;
 
 use crate::api::Command;
 use crate::error::NetError;
-use crate::frame::{CLIENT, FrameError, LENGTH_PREFIX_BYTES, SessionId};
+use crate::frame::{FrameError, LENGTH_PREFIX_BYTES, SessionId};
 use crate::handle::NetHandle;
 use mesh::{ClientLink, Transport};
 use mesh::{Endpoint, MeshError, PartyId};
@@ -53,7 +53,7 @@ struct Rounds {
 impl Rounds {
     fn send(
         &mut self,
-        to: u8,
+        to: Endpoint,
         session: SessionId,
         round: u64,
         payload: Vec<u8>,
@@ -71,7 +71,7 @@ impl Rounds {
 
     fn recv(
         &mut self,
-        from: u8,
+        from: Endpoint,
         session: SessionId,
         round: u64,
         deadline: Instant,
@@ -117,21 +117,12 @@ fn to_mesh(e: NetError, who: Endpoint) -> MeshError {
     }
 }
 
-/// [`to_mesh`] for the link to the party at 0-based index `j`, converted only now (on the
-/// error path). An index no [`PartyId`] can hold is reported as out of range, not a panic.
-fn to_mesh_party(e: NetError, j: usize) -> MeshError {
-    match PartyId::from_index(j) {
-        Ok(p) => to_mesh(e, Endpoint::Party(p)),
-        Err(out_of_range) => out_of_range,
-    }
-}
-
-fn wire_index(j: usize, n: usize) -> Result<u8, MeshError> {
+/// The party at 0-based index `j` of an `n`-party quorum.
+fn party_at(j: usize, n: usize) -> Result<PartyId, MeshError> {
     if j >= n {
         return Err(MeshError::PartyOutOfRange { index: j, n });
     }
-    // n <= 255 (the announcement's n is a u8), so j + 1 fits.
-    u8::try_from(j + 1).map_err(|_| MeshError::PartyOutOfRange { index: j, n })
+    Ok(PartyId::from_index(j)?)
 }
 
 /// A party's [`Transport`] over the mesh, for one session at a time.
@@ -141,7 +132,7 @@ fn wire_index(j: usize, n: usize) -> Result<u8, MeshError> {
 #[derive(Debug)]
 pub struct NetTransport {
     rounds: Rounds,
-    party: u8,
+    party: PartyId,
     n: u8,
     session: SessionId,
     round: u64,
@@ -192,20 +183,25 @@ impl NetTransport {
         self.session
     }
 
-    /// This node's party (1-based evaluation point).
-    pub fn party(&self) -> u8 {
+    /// This node's party.
+    pub fn party(&self) -> PartyId {
         self.party
     }
 
-    /// Sends one round's message to party `to` (1-based). Returns once the event loop has it.
-    pub fn send_round(&mut self, to: u8, round: u64, payload: Vec<u8>) -> Result<(), NetError> {
+    /// Sends one round's message to `to`. Returns once the event loop has it.
+    pub fn send_round(
+        &mut self,
+        to: Endpoint,
+        round: u64,
+        payload: Vec<u8>,
+    ) -> Result<(), NetError> {
         self.rounds.send(to, self.session, round, payload)
     }
 
-    /// Receives party `from`'s (1-based) message of `round`, waiting until `deadline`.
+    /// Receives `from`'s message of `round`, waiting until `deadline`.
     pub fn recv_round(
         &mut self,
-        from: u8,
+        from: Endpoint,
         round: u64,
         deadline: Instant,
     ) -> Result<Vec<u8>, NetError> {
@@ -224,7 +220,7 @@ impl Transport for NetTransport {
     }
 
     fn index(&self) -> usize {
-        usize::from(self.party) - 1
+        self.party.index()
     }
 
     fn exchange(
@@ -245,19 +241,19 @@ impl Transport for NetTransport {
         // All sends first: peers wait on each other, and the frames travel concurrently.
         for (j, msg) in outgoing.into_iter().enumerate() {
             if let Some(msg) = msg {
-                let to = wire_index(j, n)?;
+                let to = Endpoint::Party(party_at(j, n)?);
                 self.send_round(to, round, msg)
-                    .map_err(|e| to_mesh_party(e, j))?;
+                    .map_err(|e| to_mesh(e, to))?;
             }
         }
         let mut incoming = Vec::with_capacity(n);
         for (j, &expected) in expect.iter().enumerate() {
             if expected {
-                let from = wire_index(j, n)?;
+                let from = Endpoint::Party(party_at(j, n)?);
                 let deadline = Instant::now() + self.recv_timeout;
                 let msg = self
                     .recv_round(from, round, deadline)
-                    .map_err(|e| to_mesh_party(e, j))?;
+                    .map_err(|e| to_mesh(e, from))?;
                 incoming.push(Some(msg));
             } else {
                 incoming.push(None);
@@ -270,7 +266,7 @@ impl Transport for NetTransport {
         let round = self.client_out;
         self.client_out += 1;
         self.rounds
-            .send(CLIENT, self.session, round, msg)
+            .send(Endpoint::Client, self.session, round, msg)
             .map_err(|e| to_mesh(e, Endpoint::Client))
     }
 
@@ -279,7 +275,7 @@ impl Transport for NetTransport {
         self.client_in += 1;
         let deadline = Instant::now() + self.recv_timeout;
         self.rounds
-            .recv(CLIENT, self.session, round, deadline)
+            .recv(Endpoint::Client, self.session, round, deadline)
             .map_err(|e| to_mesh(e, Endpoint::Client))
     }
 }
@@ -331,22 +327,22 @@ impl ClientLink for NetClientLink {
 
     fn send_to_party(&mut self, party: usize, msg: Vec<u8>) -> Result<(), MeshError> {
         let n = self.parties();
-        let to = wire_index(party, n)?;
+        let to = Endpoint::Party(party_at(party, n)?);
         let round = self.sent[party];
         self.sent[party] += 1;
         self.rounds
             .send(to, self.session, round, msg)
-            .map_err(|e| to_mesh_party(e, party))
+            .map_err(|e| to_mesh(e, to))
     }
 
     fn recv_from_party(&mut self, party: usize) -> Result<Vec<u8>, MeshError> {
         let n = self.parties();
-        let from = wire_index(party, n)?;
+        let from = Endpoint::Party(party_at(party, n)?);
         let round = self.received[party];
         self.received[party] += 1;
         let deadline = Instant::now() + self.recv_timeout;
         self.rounds
             .recv(from, self.session, round, deadline)
-            .map_err(|e| to_mesh_party(e, party))
+            .map_err(|e| to_mesh(e, from))
     }
 }

@@ -4,12 +4,28 @@
 
 use std::time::{Duration, Instant};
 
+use mesh::{Endpoint, PartyId};
 use mesh_net::{
-    CLIENT, Keypair, Multiaddr, NetConfig, NetError, NetHandle, PeerId, PreSharedKey, SessionId,
-    ShareSummary,
+    Keypair, Multiaddr, NetConfig, NetError, NetHandle, PeerId, PreSharedKey, QuorumView,
+    SessionId, ShareSummary,
 };
 
 const WAIT: Duration = Duration::from_secs(8);
+
+/// Party `number` (1-based).
+fn p(number: u8) -> PartyId {
+    PartyId::from_number(number).unwrap()
+}
+
+/// Party `number` as a sender or receiver of rounds.
+fn party(number: u8) -> Endpoint {
+    Endpoint::Party(p(number))
+}
+
+/// The numbers of the parties a view counts.
+fn numbers(view: &QuorumView) -> Vec<u8> {
+    view.parties().into_iter().map(PartyId::number).collect()
+}
 
 fn summary() -> ShareSummary {
     ShareSummary {
@@ -33,7 +49,7 @@ async fn start(
     key: Keypair,
     learn: bool,
 ) -> Node {
-    let mut config = NetConfig::new(psk, allowed, summary, party);
+    let mut config = NetConfig::new(psk, allowed, summary, party.map(p));
     config.redial_interval = Duration::from_millis(250);
     config.learn_summary = learn;
     let (handle, event_loop) = mesh_net::new(config, key).expect("valid config");
@@ -109,7 +125,7 @@ async fn an_observer_adopts_the_announced_summary_and_exchanges_control_messages
         assert!(!client.handle.quorum().await.unwrap().formed);
         let view = client.handle.adopt_summary(summary()).await.unwrap();
         assert!(view.formed);
-        assert_eq!(view.parties(), vec![1, 2, 3]);
+        assert_eq!(numbers(&view), vec![1, 2, 3]);
         // A party cannot adopt another summary.
         assert!(matches!(
             parties[0].handle.adopt_summary(summary()).await,
@@ -129,11 +145,11 @@ async fn an_observer_adopts_the_announced_summary_and_exchanges_control_messages
                 req.respond(body).await.unwrap();
             }
         });
-        let p1 = view.peers[&1];
+        let p1 = view.peers[&p(1)];
         let answer = client.handle.control(p1, vec![1, 2, 3]).await.unwrap();
         assert_eq!(answer, vec![3, 2, 1]);
         // Nobody took party 2's requests: the request fails at once instead of hanging.
-        let p2 = view.peers[&2];
+        let p2 = view.peers[&p(2)];
         assert!(client.handle.control(p2, vec![0]).await.is_err());
 
         // A party routes a session's client frames to the peer it was bound to, before the
@@ -153,12 +169,12 @@ async fn an_observer_adopts_the_announced_summary_and_exchanges_control_messages
         ));
         parties[2]
             .handle
-            .send_round(CLIENT, session, 0, vec![9; 32])
+            .send_round(Endpoint::Client, session, 0, vec![9; 32])
             .await
             .unwrap();
         let got = client
             .handle
-            .recv_round(3, session, 0, std::time::Instant::now() + WAIT)
+            .recv_round(party(3), session, 0, std::time::Instant::now() + WAIT)
             .await
             .unwrap();
         assert_eq!(got, vec![9; 32]);

@@ -9,10 +9,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use mesh::{ClientLink, Threshold, Transport};
+use mesh::{ClientLink, Endpoint, PartyId, Threshold, Transport};
 use mesh_net::{
-    CLIENT, Keypair, Multiaddr, NetClientLink, NetConfig, NetError, NetEvent, NetHandle,
-    NetTransport, PeerId, PreSharedKey, QuorumConflict, SessionId, ShareSummary,
+    Keypair, Multiaddr, NetClientLink, NetConfig, NetError, NetEvent, NetHandle, NetTransport,
+    PeerId, PreSharedKey, QuorumConflict, QuorumView, SessionId, ShareSummary,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -21,6 +21,21 @@ use tokio::task::JoinHandle;
 const TEST_LIMIT: Duration = Duration::from_secs(20);
 /// Upper bound on waiting for one expected event.
 const WAIT: Duration = Duration::from_secs(8);
+
+/// Party `number` (1-based).
+fn p(number: u8) -> PartyId {
+    PartyId::from_number(number).unwrap()
+}
+
+/// Party `number` as a sender or receiver of rounds.
+fn party(number: u8) -> Endpoint {
+    Endpoint::Party(p(number))
+}
+
+/// The numbers of the parties a view counts.
+fn numbers(view: &QuorumView) -> Vec<u8> {
+    view.parties().into_iter().map(PartyId::number).collect()
+}
 
 fn summary(n: u8, t: u8) -> ShareSummary {
     ShareSummary {
@@ -64,7 +79,7 @@ fn test_config(
     summary: ShareSummary,
     party: Option<u8>,
 ) -> NetConfig {
-    let mut config = NetConfig::new(psk, allowed, summary, party);
+    let mut config = NetConfig::new(psk, allowed, summary, party.map(p));
     // Loopback tests: no multicast (already the default, stated to be sure), fast redial,
     // short handshakes.
     config.mdns = false;
@@ -138,7 +153,7 @@ async fn wait_for<T>(
 /// Waits until `handle` has accepted `party`'s announcement.
 async fn wait_for_party(handle: &NetHandle, party: u8) {
     let deadline = Instant::now() + WAIT;
-    while !handle.quorum().await.unwrap().peers.contains_key(&party) {
+    while !handle.quorum().await.unwrap().peers.contains_key(&p(party)) {
         assert!(
             Instant::now() < deadline,
             "party {party} never announced itself"
@@ -221,13 +236,13 @@ async fn three_nodes_form_a_quorum_and_exchange_rounds() {
         for node in &nodes {
             let view = node.handle.wait_for_quorum(WAIT).await.unwrap();
             assert!(view.formed);
-            assert_eq!(view.parties(), vec![1, 2, 3]);
+            assert_eq!(numbers(&view), vec![1, 2, 3]);
             assert_eq!(view.peers.len(), 2);
         }
         // Party indices map to the right peers everywhere.
         let view = nodes[0].handle.quorum().await.unwrap();
-        assert_eq!(view.peers[&2], nodes[1].peer());
-        assert_eq!(view.peers[&3], nodes[2].peer());
+        assert_eq!(view.peers[&p(2)], nodes[1].peer());
+        assert_eq!(view.peers[&p(3)], nodes[2].peer());
 
         let mut threads = Vec::new();
         for node in &nodes {
@@ -344,7 +359,7 @@ async fn client_traffic_is_routed_per_session() {
         }
         let view = client.handle.wait_for_quorum(WAIT).await.unwrap();
         assert_eq!(view.local_party, None);
-        assert_eq!(view.parties(), vec![1, 2, 3]);
+        assert_eq!(numbers(&view), vec![1, 2, 3]);
 
         let session = SessionId(9);
         let mut threads = Vec::new();
@@ -384,14 +399,23 @@ async fn client_traffic_is_routed_per_session() {
         let err = parties[0]
             .handle
             .recv_round(
-                CLIENT,
+                Endpoint::Client,
                 SessionId(10),
                 0,
                 Instant::now() + Duration::from_millis(200),
             )
             .await
             .unwrap_err();
-        assert!(matches!(err, NetError::Timeout { from: 0, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                NetError::Timeout {
+                    from: Endpoint::Client,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         client.shutdown().await;
         for party in parties {
             party.shutdown().await;
@@ -473,19 +497,19 @@ async fn node_with_the_wrong_psk_never_connects() {
                 .await
                 .unwrap()
                 .peers
-                .contains_key(&3)
+                .contains_key(&p(3))
         );
 
         // No message can be delivered in either direction.
         stranger
             .handle
-            .send_round(1, SessionId(1), 0, vec![1, 2, 3])
+            .send_round(party(1), SessionId(1), 0, vec![1, 2, 3])
             .await
             .unwrap();
         let err = nodes[0]
             .handle
             .recv_round(
-                3,
+                party(3),
                 SessionId(1),
                 0,
                 Instant::now() + Duration::from_millis(300),
@@ -493,7 +517,7 @@ async fn node_with_the_wrong_psk_never_connects() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, NetError::PartyNotConnected { party: 3 }),
+            matches!(err, NetError::PartyNotConnected { party } if party == p(3)),
             "{err}"
         );
         stranger.shutdown().await;
@@ -541,14 +565,14 @@ async fn peer_not_on_the_allow_list_is_refused_and_gets_nothing() {
         let deadline = Instant::now() + Duration::from_secs(5);
         let got = nodes[2]
             .handle
-            .recv_round(1, SessionId(5), 0, deadline)
+            .recv_round(party(1), SessionId(5), 0, deadline)
             .await
             .unwrap();
         assert_eq!(got, b"to three");
         let err = intruder
             .handle
             .recv_round(
-                1,
+                party(1),
                 SessionId(5),
                 0,
                 Instant::now() + Duration::from_millis(300),
@@ -556,7 +580,7 @@ async fn peer_not_on_the_allow_list_is_refused_and_gets_nothing() {
             .await
             .unwrap_err();
         assert!(
-            matches!(err, NetError::PartyNotConnected { party: 1 }),
+            matches!(err, NetError::PartyNotConnected { party } if party == p(1)),
             "{err}"
         );
 
@@ -571,7 +595,7 @@ async fn peer_not_on_the_allow_list_is_refused_and_gets_nothing() {
             }
         }
         let view = nodes[0].handle.quorum().await.unwrap();
-        assert_eq!(view.peers[&3], nodes[2].peer());
+        assert_eq!(view.peers[&p(3)], nodes[2].peer());
         assert!(view.formed);
         intruder.shutdown().await;
         for node in nodes {
@@ -620,12 +644,17 @@ async fn raw_tcp_garbage_never_reaches_the_protocol() {
         }
         nodes[1]
             .handle
-            .send_round(1, SessionId(3), 0, b"still here".to_vec())
+            .send_round(party(1), SessionId(3), 0, b"still here".to_vec())
             .await
             .unwrap();
         let got = nodes[0]
             .handle
-            .recv_round(2, SessionId(3), 0, Instant::now() + Duration::from_secs(5))
+            .recv_round(
+                party(2),
+                SessionId(3),
+                0,
+                Instant::now() + Duration::from_secs(5),
+            )
             .await
             .unwrap();
         assert_eq!(got, b"still here");
@@ -644,69 +673,88 @@ async fn raw_tcp_garbage_never_reaches_the_protocol() {
     .await;
 }
 
+/// Parties 1, 2 and 3 in a formed quorum, party 1 accepting frames of at most
+/// `max_frame_bytes`.
+async fn three_with_small_first(max_frame_bytes: usize) -> (Node, Node, Node) {
+    let psk = mesh_net::generate_psk();
+    let (key_a, key_b, key_c) = (
+        Keypair::generate_ed25519(),
+        Keypair::generate_ed25519(),
+        Keypair::generate_ed25519(),
+    );
+    let allowed = vec![
+        key_a.public().to_peer_id(),
+        key_b.public().to_peer_id(),
+        key_c.public().to_peer_id(),
+    ];
+    let mut small = test_config(psk, allowed.clone(), summary(3, 1), Some(1));
+    small.max_frame_bytes = max_frame_bytes;
+    let a = start(small, key_a).await;
+    let b = start(
+        test_config(psk, allowed.clone(), summary(3, 1), Some(2)),
+        key_b,
+    )
+    .await;
+    let c = start(test_config(psk, allowed, summary(3, 1), Some(3)), key_c).await;
+    b.handle.add_static_peer(a.dial_addr()).await.unwrap();
+    c.handle.add_static_peer(a.dial_addr()).await.unwrap();
+    c.handle.add_static_peer(b.dial_addr()).await.unwrap();
+    a.handle.wait_for_quorum(WAIT).await.unwrap();
+    b.handle.wait_for_quorum(WAIT).await.unwrap();
+    (a, b, c)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_frame_from_an_admitted_peer_is_dropped_without_harm() {
     bounded(async {
-        let psk = mesh_net::generate_psk();
-        let (key_a, key_b, key_c) = (
-            Keypair::generate_ed25519(),
-            Keypair::generate_ed25519(),
-            Keypair::generate_ed25519(),
-        );
-        let allowed = vec![
-            key_a.public().to_peer_id(),
-            key_b.public().to_peer_id(),
-            key_c.public().to_peer_id(),
-        ];
-        let mut small = test_config(psk, allowed.clone(), summary(3, 1), Some(1));
-        small.max_frame_bytes = 4096;
-        let a = start(small, key_a).await;
-        let b = start(
-            test_config(psk, allowed.clone(), summary(3, 1), Some(2)),
-            key_b,
-        )
-        .await;
-        let c = start(test_config(psk, allowed, summary(3, 1), Some(3)), key_c).await;
-        b.handle.add_static_peer(a.dial_addr()).await.unwrap();
-        c.handle.add_static_peer(a.dial_addr()).await.unwrap();
-        c.handle.add_static_peer(b.dial_addr()).await.unwrap();
-        a.handle.wait_for_quorum(WAIT).await.unwrap();
-        b.handle.wait_for_quorum(WAIT).await.unwrap();
+        let (a, b, c) = three_with_small_first(4096).await;
         let mut a_events = a.handle.subscribe();
         let mut b_events = b.handle.subscribe();
 
         // 64 KiB against a 4 KiB limit: refused on the length prefix (the receiver's codec
         // logs it; request-response gives the receiver no event for an unread request).
         b.handle
-            .send_round(1, SessionId(1), 0, vec![7; 65_536])
+            .send_round(party(1), SessionId(1), 0, vec![7; 65_536])
             .await
             .unwrap();
         let failed = wait_for(&mut b_events, |e| match e {
-            NetEvent::SendFailed { party, .. } => *party,
+            NetEvent::SendFailed { to, .. } => *to,
             _ => None,
         })
         .await;
-        assert_eq!(failed, Some(1), "sender learns its frame did not arrive");
+        assert_eq!(
+            failed,
+            Some(party(1)),
+            "sender learns its frame did not arrive"
+        );
         let err = a
             .handle
             .recv_round(
-                2,
+                party(2),
                 SessionId(1),
                 0,
                 Instant::now() + Duration::from_millis(300),
             )
             .await
             .unwrap_err();
-        assert!(matches!(err, NetError::Timeout { from: 2, .. }), "{err}");
+        assert!(
+            matches!(err, NetError::Timeout { from, .. } if from == party(2)),
+            "{err}"
+        );
 
         // The same peer's next, reasonable frame arrives intact.
         b.handle
-            .send_round(1, SessionId(1), 1, vec![9; 1000])
+            .send_round(party(1), SessionId(1), 1, vec![9; 1000])
             .await
             .unwrap();
         let got = a
             .handle
-            .recv_round(2, SessionId(1), 1, Instant::now() + Duration::from_secs(5))
+            .recv_round(
+                party(2),
+                SessionId(1),
+                1,
+                Instant::now() + Duration::from_secs(5),
+            )
             .await
             .unwrap();
         assert_eq!(got, vec![9; 1000]);
@@ -721,7 +769,7 @@ async fn oversized_frame_from_an_admitted_peer_is_dropped_without_harm() {
         // And the sending side refuses to build a frame above its own limit.
         let err = a
             .handle
-            .send_round(2, SessionId(1), 0, vec![0; 8192])
+            .send_round(party(2), SessionId(1), 0, vec![0; 8192])
             .await
             .unwrap_err();
         assert!(
@@ -766,7 +814,7 @@ async fn rounds_are_buffered_until_asked_for_and_bounded() {
         for round in 0..5u64 {
             nodes[1]
                 .handle
-                .send_round(1, SessionId(2), round, vec![round as u8; 10])
+                .send_round(party(1), SessionId(2), round, vec![round as u8; 10])
                 .await
                 .unwrap();
         }
@@ -785,7 +833,7 @@ async fn rounds_are_buffered_until_asked_for_and_bounded() {
             let deadline = Instant::now() + Duration::from_millis(200);
             if let Ok(msg) = nodes[0]
                 .handle
-                .recv_round(2, SessionId(2), round, deadline)
+                .recv_round(party(2), SessionId(2), round, deadline)
                 .await
             {
                 assert_eq!(msg, vec![round as u8; 10]);
@@ -822,7 +870,7 @@ async fn conflicting_announcements_are_reported() {
         // Node 2 must hold index 2 first, so the copy is the one reported.
         wait_for_party(&nodes[0].handle, 2).await;
         let view = nodes[0].handle.quorum().await.unwrap();
-        assert_eq!(view.peers.get(&2), Some(&nodes[1].peer()));
+        assert_eq!(view.peers.get(&p(2)), Some(&nodes[1].peer()));
         x.handle
             .add_static_peer(nodes[0].dial_addr())
             .await
@@ -857,7 +905,7 @@ async fn conflicting_announcements_are_reported() {
         let (peer, message) = other_provisioning.expect("other model reported");
         assert_eq!(peer, peer_x);
         assert!(message.contains("re-provision"), "{message}");
-        assert_eq!(duplicate, Some((2, nodes[1].peer(), peer_y)));
+        assert_eq!(duplicate, Some((p(2), nodes[1].peer(), peer_y)));
         // Neither is counted.
         let view = nodes[0].handle.quorum().await.unwrap();
         assert_eq!(view.peers.len(), 1);
@@ -903,12 +951,17 @@ async fn wifi_link_emulation_is_applied_on_the_send_path() {
         let rtt_floor = mesh_net::LinkProfile::Wifi.round_trip(0);
         for round in 0..5u64 {
             let start = Instant::now();
-            a.send_round(2, session, 2 * round, vec![1; 64])
+            a.send_round(party(2), session, 2 * round, vec![1; 64])
                 .await
                 .unwrap();
-            let ping = b.recv_round(1, session, 2 * round, far()).await.unwrap();
-            b.send_round(1, session, 2 * round + 1, ping).await.unwrap();
-            a.recv_round(2, session, 2 * round + 1, far())
+            let ping = b
+                .recv_round(party(1), session, 2 * round, far())
+                .await
+                .unwrap();
+            b.send_round(party(1), session, 2 * round + 1, ping)
+                .await
+                .unwrap();
+            a.recv_round(party(2), session, 2 * round + 1, far())
                 .await
                 .unwrap();
             let rtt = start.elapsed();
@@ -919,10 +972,10 @@ async fn wifi_link_emulation_is_applied_on_the_send_path() {
         }
         // A 125 kB frame also pays its serialization (10 ms at 100 Mbit/s).
         let start = Instant::now();
-        a.send_round(2, session, 100, vec![2; 125_000])
+        a.send_round(party(2), session, 100, vec![2; 125_000])
             .await
             .unwrap();
-        b.recv_round(1, session, 100, far()).await.unwrap();
+        b.recv_round(party(1), session, 100, far()).await.unwrap();
         let one_way = start.elapsed();
         let floor = mesh_net::LinkProfile::Wifi.one_way_delay()
             + mesh_net::LinkProfile::Wifi.serialization_time(125_000);

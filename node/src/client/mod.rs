@@ -165,7 +165,7 @@ impl std::fmt::Debug for Connected {
 
 /// The summary held by the most distinct parties, if 2t+1 of them agree.
 fn choose_summary(anns: &[(PeerId, net::Announcement)]) -> Option<(ShareSummary, usize)> {
-    let mut by: BTreeMap<Vec<u8>, (ShareSummary, Vec<u8>)> = BTreeMap::new();
+    let mut by: BTreeMap<Vec<u8>, (ShareSummary, Vec<PartyId>)> = BTreeMap::new();
     for (_, a) in anns {
         let s = a.summary;
         let mut k = s.model_sha256.to_vec();
@@ -216,7 +216,7 @@ async fn find_summary(handle: &NetHandle, reach: &Reach) -> Result<ShareSummary>
             break found;
         }
         if start.elapsed() >= reach.connect_timeout {
-            let parties: Vec<u8> = anns.iter().map(|(_, a)| a.party).collect();
+            let parties: Vec<PartyId> = anns.iter().map(|(_, a)| a.party).collect();
             bail!(
                 "no quorum within {} s: parties {parties:?} answered, and fewer than 2t+1 of them share a model; check that the devices run (`sotto run`), that --psk is the mesh key, and that this client's peer ID is on their allow-lists",
                 reach.connect_timeout.as_secs()
@@ -286,7 +286,7 @@ impl Connected {
     fn peer_of(&self, party: PartyId) -> Result<PeerId> {
         self.view
             .peers
-            .get(&party.number())
+            .get(&party)
             .copied()
             .ok_or_else(|| anyhow!("party {party} is not connected"))
     }
@@ -298,11 +298,7 @@ impl Connected {
 
     /// The parties the client reaches.
     pub fn parties(&self) -> Vec<PartyId> {
-        self.view
-            .parties()
-            .into_iter()
-            .filter_map(|p| PartyId::from_number(p).ok())
-            .collect()
+        self.view.parties()
     }
 
     /// The public facts of the model, from the lowest party.
@@ -420,7 +416,7 @@ impl ClientIo for NetClientIo<'_> {
                 match events.try_recv() {
                     Ok(NetEvent::PeerDisconnected(peer)) => {
                         let lost = self.conn.view.peers.iter().find(|(_, id)| **id == peer);
-                        if let Some(p) = lost.and_then(|(p, _)| PartyId::from_number(*p).ok()) {
+                        if let Some((&p, _)) = lost {
                             out.push(Failure::Disconnected(p));
                         }
                     }

@@ -137,6 +137,11 @@ impl LocalMesh {
         }
     }
 
+    /// How many sessions party `party` runs (0 for a party this mesh does not have).
+    pub fn sessions_running(&self, party: PartyId) -> usize {
+        self.servers.get(party.index()).map_or(0, |s| s.running())
+    }
+
     /// Makes party `party` stop answering while staying connected: its sessions hang.
     pub fn freeze(&self, party: PartyId) {
         if let Some(victim) = self.servers.get(party.index()) {
@@ -174,7 +179,7 @@ async fn start_parties(
     let mut servers = Vec::new();
     let mut addrs: Vec<Multiaddr> = Vec::new();
     for (i, model) in parties.iter().enumerate() {
-        let party = u8::try_from(i + 1).context("more than 255 parties")?;
+        let party = PartyId::from_index(i)?;
         let mut config = NetConfig::new(
             keys.psk,
             keys.allowed.clone(),

@@ -154,6 +154,11 @@ impl<H: Host> Server<H> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How many sessions are running.
+    pub fn running(&self) -> usize {
+        self.table().len()
+    }
+
     /// Ends every running session.
     pub fn abort_all(&self, reason: &str) {
         for r in self.table().values() {

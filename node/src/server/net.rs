@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh::PartyId;
-use mesh_net::{ControlRequest, NetEvent, NetHandle, PeerId, SessionId, ShareSummary};
+use mesh_net::{ControlRequest, NetEvent, NetHandle, PeerId, QuorumView, SessionId, ShareSummary};
 use models::secure::PartyModel;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{error, warn};
@@ -65,9 +65,7 @@ impl Host for NetHost {
             let missing: Vec<PartyId> = wanted
                 .iter()
                 .copied()
-                .filter(|p| {
-                    Some(p.number()) != view.local_party && !view.peers.contains_key(&p.number())
-                })
+                .filter(|p| Some(*p) != view.local_party && !view.peers.contains_key(p))
                 .collect();
             if missing.is_empty() || Instant::now() >= until {
                 return Ok(missing);
@@ -100,7 +98,7 @@ async fn mesh_view(net: &NetHandle) -> MeshView {
     if let Some(v) = &view {
         for (&party, peer) in &v.peers {
             links.push(LinkStatus {
-                party: PartyId::from_number(party).ok(),
+                party: Some(party),
                 peer: peer.to_string(),
                 rtt_us: rtts.get(peer).map(|d| d.as_micros() as u64),
             });
@@ -115,15 +113,7 @@ async fn mesh_view(net: &NetHandle) -> MeshView {
             });
         }
     }
-    let quorum = view
-        .as_ref()
-        .map(|v| {
-            v.parties()
-                .into_iter()
-                .filter_map(|p| PartyId::from_number(p).ok())
-                .collect()
-        })
-        .unwrap_or_default();
+    let quorum = view.as_ref().map(QuorumView::parties).unwrap_or_default();
     MeshView {
         peer: net.local_peer_id().to_string(),
         quorum,
@@ -165,10 +155,7 @@ async fn serve_control(server: Arc<Server<NetHost>>, mut requests: mpsc::Receive
         tokio::spawn(async move {
             let reply = match decode::<Control>(&req.body) {
                 Ok(msg) => {
-                    let (peer, party) = (
-                        req.peer,
-                        req.party.and_then(|p| PartyId::from_number(p).ok()),
-                    );
+                    let (peer, party) = (req.peer, req.party);
                     tokio::task::spawn_blocking(move || server.handle(peer, party, msg))
                         .await
                         .unwrap_or_else(|e| Reply::Rejected(e.to_string()))

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use mesh::Threshold;
+use mesh::{PartyId, Threshold};
 use mesh_net::{self as net, Keypair, PreSharedKey};
 use models::secure::PartyModel;
 use models::sharefile::ShareFile;
@@ -137,7 +137,8 @@ fn load_model(config: &NodeConfig) -> Result<(Arc<PartyModel>, u64)> {
 
 async fn serve_until_stopped(config: NodeConfig, c: Checked, workers: usize) -> Result<()> {
     let summary = summary_of(&c.model);
-    let party = c.model.header().party;
+    let party =
+        PartyId::from_number(c.model.header().party).context("the share file's party number")?;
     let net_config = config.net_config(c.psk, summary, party);
     let (handle, event_loop) = net::new(net_config, c.key).context("starting the mesh node")?;
     let events = handle.subscribe();

@@ -441,9 +441,8 @@ impl<C: ClientIo> ClientSession<'_, C> {
                 all_ok = false;
             }
         }
-        let numbers: Vec<u8> = live.iter().map(|p| p.number()).collect();
         eprintln!(
-            "[sotto] continuing with parties {numbers:?} (epoch {epoch}) from token position {redo}"
+            "[sotto] continuing with parties {live:?} (epoch {epoch}) from token position {redo}"
         );
         all_ok
     }

@@ -103,9 +103,8 @@ pub fn after_pause(state: &SessionState, answers: &[(PartyId, PauseAnswer)]) -> 
             redo,
         };
     }
-    let numbers: Vec<u8> = live.iter().map(|p| p.number()).collect();
     let mut msg = format!(
-        "the quorum was lost at token position {}: only parties {numbers:?} can continue, a (n={}, t={}) mesh needs {needed}",
+        "the quorum was lost at token position {}: only parties {live:?} can continue, a (n={}, t={}) mesh needs {needed}",
         state.unit,
         state.th.n(),
         state.th.t()
