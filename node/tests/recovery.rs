@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{load_model, max_logit_error, party_models, plaintext};
 use mesh::{PartyId, Threshold};
@@ -65,6 +65,13 @@ fn run(n: usize, prompt: &str, steps: usize, selection: Selection, fault: Fault)
         if let Fault::DownInPrompt(p, after) = fault {
             let (mesh, tokens) = (&mesh, &tokens);
             s.spawn(move || {
+                // Counted from the moment the victim runs the session: a fault before that
+                // refuses the request instead of testing recovery.
+                let limit = Instant::now() + Duration::from_secs(60);
+                while mesh.sessions_running(party(p)) == 0 {
+                    assert!(Instant::now() < limit, "the session never started");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 std::thread::sleep(after);
                 assert_eq!(
                     tokens.load(Ordering::SeqCst),
