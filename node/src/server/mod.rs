@@ -20,8 +20,8 @@ use models::secure::PartyModel;
 use tracing::{info, warn};
 
 use crate::session::wire::{
-    Control, LinkStatus, ModelInfo, NodeStatus, Reply, SessionKey, SessionRequest, Stream,
-    frame_session, key_hex,
+    Control, GenerationError, LinkStatus, ModelInfo, NodeStatus, Reply, SessionKey, SessionRequest,
+    Stream, frame_session, key_hex,
 };
 use crate::session::{Order, Outcome, PartyIo, PartySession, SessionControl};
 
@@ -49,12 +49,14 @@ pub trait Host: Send + Sync + 'static {
     type Client: Clone + PartialEq + fmt::Display + fmt::Debug + Send + Sync + 'static;
     /// The I/O of one session.
     type Io: PartyIo + 'static;
+    /// What its calls fail with.
+    type Error: std::error::Error + Send + Sync + 'static;
     /// The I/O for a new session of `client`.
     fn session_io(&self, client: &Self::Client) -> Arc<Self::Io>;
     /// The parties of `wanted` not connected to this node, after waiting up to `wait`.
-    fn missing(&self, wanted: &[PartyId], wait: Duration) -> Result<Vec<PartyId>, String>;
+    fn missing(&self, wanted: &[PartyId], wait: Duration) -> Result<Vec<PartyId>, Self::Error>;
     /// Admits `client`'s frames on `session`.
-    fn bind_client(&self, session: SessionId, client: &Self::Client) -> Result<(), String>;
+    fn bind_client(&self, session: SessionId, client: &Self::Client) -> Result<(), Self::Error>;
     /// Forgets a stream.
     fn end(&self, session: SessionId);
     /// What this node sees of the mesh.
@@ -214,7 +216,7 @@ impl<H: Host> Server<H> {
             } => self.steer(&key, &client, |s| {
                 let out = frame_session(&key, Stream::Output(epoch));
                 if let Err(e) = self.host.bind_client(out, &client) {
-                    return Reply::Rejected(e);
+                    return Reply::Rejected(e.to_string());
                 }
                 if live.contains(&self.party) {
                     s.order(Order::Resume { epoch, live, redo });
@@ -299,7 +301,7 @@ impl<H: Host> Server<H> {
         let missing = self
             .host
             .missing(&req.participants, PARTICIPANTS_WAIT)
-            .map_err(Refusal::Host)?;
+            .map_err(Refusal::host)?;
         if !missing.is_empty() {
             return Err(Refusal::NotConnected {
                 party: self.party,
@@ -309,7 +311,7 @@ impl<H: Host> Server<H> {
         for stream in [Stream::Input, Stream::Output(0)] {
             self.host
                 .bind_client(frame_session(&req.key, stream), client)
-                .map_err(Refusal::Host)?;
+                .map_err(Refusal::host)?;
         }
         let control = Arc::new(SessionControl::new(req.key));
         let mut table = self.table();
@@ -334,9 +336,7 @@ impl<H: Host> Server<H> {
         if req.model_sha256 != h.model_sha256 || req.provisioning_id != h.provisioning_id {
             return Err(Refusal::OtherModel(self.party));
         }
-        req.generation
-            .check(self.model.config().seq_len)
-            .map_err(Refusal::Request)?;
+        req.generation.check(self.model.config().seq_len)?;
         let (n, t) = (self.th.n(), self.th.t());
         let p = &req.participants;
         let sorted = p.windows(2).all(|w| w[0] < w[1]);
@@ -423,6 +423,8 @@ enum Refusal {
     FromParty,
     #[error("party {0} serves another model or provisioning; check which mesh the client reaches")]
     OtherModel(PartyId),
+    #[error(transparent)]
+    Generation(#[from] GenerationError),
     #[error("{0}")]
     Request(String),
     #[error("party {party} is busy ({running} sessions running); try again shortly")]
@@ -433,5 +435,11 @@ enum Refusal {
         missing: Vec<PartyId>,
     },
     #[error("{0}")]
-    Host(String),
+    Host(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl Refusal {
+    fn host(e: impl std::error::Error + Send + Sync + 'static) -> Refusal {
+        Refusal::Host(Box::new(e))
+    }
 }

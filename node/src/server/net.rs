@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh::PartyId;
-use mesh_net::{ControlRequest, NetEvent, NetHandle, PeerId, QuorumView, SessionId, ShareSummary};
+use mesh_net::{
+    ControlRequest, NetError, NetEvent, NetHandle, PeerId, QuorumView, SessionId, ShareSummary,
+};
 use models::secure::PartyModel;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{error, warn};
@@ -47,6 +49,7 @@ impl NetHost {
 impl Host for NetHost {
     type Client = PeerId;
     type Io = NetPartyIo;
+    type Error = NetError;
 
     fn session_io(&self, client: &PeerId) -> Arc<NetPartyIo> {
         Arc::new(NetPartyIo {
@@ -55,13 +58,11 @@ impl Host for NetHost {
         })
     }
 
-    fn missing(&self, wanted: &[PartyId], wait: Duration) -> Result<Vec<PartyId>, String> {
+    fn missing(&self, wanted: &[PartyId], wait: Duration) -> Result<Vec<PartyId>, NetError> {
         // Every participant must be reachable from here too, or the first round would stall.
         let until = Instant::now() + wait;
         loop {
-            let view = self
-                .block_on(self.net().quorum())
-                .map_err(|e| e.to_string())?;
+            let view = self.block_on(self.net().quorum())?;
             let missing: Vec<PartyId> = wanted
                 .iter()
                 .copied()
@@ -74,9 +75,8 @@ impl Host for NetHost {
         }
     }
 
-    fn bind_client(&self, session: SessionId, client: &PeerId) -> Result<(), String> {
+    fn bind_client(&self, session: SessionId, client: &PeerId) -> Result<(), NetError> {
         self.block_on(self.net().bind_client(session, *client))
-            .map_err(|e| e.to_string())
     }
 
     fn end(&self, session: SessionId) {

@@ -28,7 +28,7 @@ pub use client::{ClientToken, Generated, QuorumInfo, generate};
 pub use control::{Order, SessionControl};
 pub use io::{ClientIo, Failure, FrameError, Frames, PartyIo, Peer};
 pub use party::{Outcome, PartySession};
-pub use wire::{Generation, Selection, SessionKey, SessionRequest, SessionStats};
+pub use wire::{Generation, GenerationError, Selection, SessionKey, SessionRequest, SessionStats};
 
 /// Why a session could not run or complete.
 #[derive(Debug, thiserror::Error)]

@@ -76,21 +76,48 @@ pub struct Generation {
     pub reveal_logits: bool,
 }
 
+/// A generation request the model cannot serve.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GenerationError {
+    /// An empty prompt.
+    #[error("the prompt must hold at least BOS")]
+    NoPrompt,
+    /// Zero steps.
+    #[error("steps must be at least 1")]
+    NoSteps,
+    /// More positions than the model's context.
+    #[error(
+        "prompt ({prompt_len} tokens) + steps ({steps}) needs {positions} positions, the model has {seq_len}; use fewer steps"
+    )]
+    TooLong {
+        /// Prompt tokens.
+        prompt_len: u32,
+        /// Steps asked for.
+        steps: u32,
+        /// Positions they need.
+        positions: usize,
+        /// The model's context.
+        seq_len: usize,
+    },
+}
+
 impl Generation {
     /// Checks the request against the model's context of `seq_len` positions.
-    pub fn check(&self, seq_len: usize) -> Result<(), String> {
+    pub fn check(&self, seq_len: usize) -> Result<(), GenerationError> {
         if self.prompt_len == 0 {
-            return Err("the prompt must hold at least BOS".into());
+            return Err(GenerationError::NoPrompt);
         }
         if self.steps == 0 {
-            return Err("steps must be at least 1".into());
+            return Err(GenerationError::NoSteps);
         }
         let positions = self.units() as usize;
         if positions > seq_len {
-            return Err(format!(
-                "prompt ({} tokens) + steps ({}) needs {positions} positions, the model has {}; use fewer steps",
-                self.prompt_len, self.steps, seq_len
-            ));
+            return Err(GenerationError::TooLong {
+                prompt_len: self.prompt_len,
+                steps: self.steps,
+                positions,
+                seq_len,
+            });
         }
         Ok(())
     }
@@ -477,8 +504,21 @@ mod tests {
         assert!(s.client_input(40));
         assert_eq!(s.output_len(512), 512);
         assert!(p.check(68).is_ok());
-        assert!(Generation { steps: 65, ..p }.check(68).is_err());
-        assert!(Generation { steps: 0, ..p }.check(68).is_err());
-        assert!(Generation { prompt_len: 0, ..p }.check(68).is_err());
+        assert!(matches!(
+            Generation { steps: 65, ..p }.check(68),
+            Err(GenerationError::TooLong {
+                positions: 69,
+                seq_len: 68,
+                ..
+            })
+        ));
+        assert_eq!(
+            Generation { steps: 0, ..p }.check(68),
+            Err(GenerationError::NoSteps)
+        );
+        assert_eq!(
+            Generation { prompt_len: 0, ..p }.check(68),
+            Err(GenerationError::NoPrompt)
+        );
     }
 }

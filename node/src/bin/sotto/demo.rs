@@ -39,9 +39,7 @@ pub(crate) fn run(args: &DemoArgs, model_dir: &Path) -> Result<()> {
     let generation = args
         .sampling
         .generation(prompt.len(), args.steps, args.verify);
-    generation
-        .check(model.checkpoint.config().seq_len)
-        .map_err(anyhow::Error::msg)?;
+    generation.check(model.checkpoint.config().seq_len)?;
     let mut sampler = args.sampling.sampler()?;
     let at = if args.in_memory {
         Where::InMemory
