@@ -2,30 +2,18 @@
 //! (`/sotto/control/1`) in both directions, binding a session to a client before it sends,
 //! an observer adopting the summary the parties announce, and per-peer RTTs.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
-use mesh::{Endpoint, PartyId};
+use common::{numbers, p, party};
+use mesh::Endpoint;
 use mesh_net::{
-    Keypair, Multiaddr, NetConfig, NetError, NetHandle, PeerId, PreSharedKey, QuorumView,
-    SessionId, ShareSummary,
+    Keypair, Multiaddr, NetConfig, NetError, NetHandle, PeerId, PreSharedKey, SessionId,
+    ShareSummary,
 };
 
 const WAIT: Duration = Duration::from_secs(8);
-
-/// Party `number` (1-based).
-fn p(number: u8) -> PartyId {
-    PartyId::from_number(number).unwrap()
-}
-
-/// Party `number` as a sender or receiver of rounds.
-fn party(number: u8) -> Endpoint {
-    Endpoint::Party(p(number))
-}
-
-/// The numbers of the parties a view counts.
-fn numbers(view: &QuorumView) -> Vec<u8> {
-    view.parties().into_iter().map(PartyId::number).collect()
-}
 
 fn summary() -> ShareSummary {
     ShareSummary {

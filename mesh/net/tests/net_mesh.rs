@@ -4,15 +4,18 @@
 //! Every node listens on 127.0.0.1 only, mDNS is off, and every test bounds itself with a
 //! timeout and shuts its nodes down.
 
+mod common;
+
 use std::future::Future;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use mesh::{ClientLink, Endpoint, PartyId, Threshold, Transport};
+use common::{numbers, p, party};
+use mesh::{ClientLink, Endpoint, Threshold, Transport};
 use mesh_net::{
     Keypair, Multiaddr, NetClientLink, NetConfig, NetError, NetEvent, NetHandle, NetTransport,
-    PeerId, PreSharedKey, QuorumConflict, QuorumView, SessionId, ShareSummary,
+    PeerId, PreSharedKey, QuorumConflict, SessionId, ShareSummary,
 };
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -21,21 +24,6 @@ use tokio::task::JoinHandle;
 const TEST_LIMIT: Duration = Duration::from_secs(20);
 /// Upper bound on waiting for one expected event.
 const WAIT: Duration = Duration::from_secs(8);
-
-/// Party `number` (1-based).
-fn p(number: u8) -> PartyId {
-    PartyId::from_number(number).unwrap()
-}
-
-/// Party `number` as a sender or receiver of rounds.
-fn party(number: u8) -> Endpoint {
-    Endpoint::Party(p(number))
-}
-
-/// The numbers of the parties a view counts.
-fn numbers(view: &QuorumView) -> Vec<u8> {
-    view.parties().into_iter().map(PartyId::number).collect()
-}
 
 fn summary(n: u8, t: u8) -> ShareSummary {
     ShareSummary {
