@@ -57,6 +57,7 @@ pub mod quorum;
 mod routing;
 mod shaper;
 mod streams;
+mod throttle;
 mod transport;
 
 pub use api::{ControlRequest, NetEvent};
