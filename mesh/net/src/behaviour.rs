@@ -13,7 +13,8 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    Swarm, SwarmBuilder, Transport, allow_block_list, identify, mdns, noise, ping, tcp, yamux,
+    Swarm, SwarmBuilder, Transport, allow_block_list, connection_limits, identify, mdns, noise,
+    ping, tcp, yamux,
 };
 
 use crate::config::NetConfig;
@@ -25,7 +26,10 @@ const IDENTIFY_PROTOCOL: &str = "/sotto/id/1";
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
-    // First, so that a refused peer never reaches the handlers below.
+    // First: a connection over a limit is refused before anything else looks at it (pending
+    // incoming ones before their PSK handshake even starts).
+    pub(crate) limits: connection_limits::Behaviour,
+    // Next, so that a refused peer never reaches the handlers below.
     pub(crate) allow: allow_block_list::Behaviour<allow_block_list::AllowedPeers>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
@@ -68,6 +72,12 @@ pub(crate) fn build_swarm(
     let control_config =
         request_response::Config::default().with_request_timeout(config.request_timeout);
     let idle = config.idle_connection_timeout;
+    let per_peer = config.max_connections_per_peer;
+    let peers = u32::try_from(config.allowed_peers.len()).unwrap_or(u32::MAX);
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_pending_incoming(Some(config.max_pending_incoming))
+        .with_max_established_per_peer(Some(per_peer))
+        .with_max_established(Some(per_peer.saturating_mul(peers)));
 
     let swarm = SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
@@ -80,6 +90,7 @@ pub(crate) fn build_swarm(
         })
         .unwrap_or_else(|never| match never {})
         .with_behaviour(|key| Behaviour {
+            limits: connection_limits::Behaviour::new(limits),
             allow,
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())

@@ -54,10 +54,29 @@ pub struct NetConfig {
     pub redial_interval: Duration,
     /// Largest MPC frame body accepted or sent, in bytes; must be equal on every node.
     pub max_frame_bytes: usize,
-    /// Most frames buffered for rounds nobody has asked for yet.
+    /// Most frames buffered for rounds nobody has asked for yet, in all; each peer on the
+    /// allow-list may fill an equal share of it and no more, so no peer can take another's
+    /// room.
     pub max_buffered_frames: usize,
-    /// Most payload bytes buffered for rounds nobody has asked for yet.
+    /// Most payload bytes buffered for rounds nobody has asked for yet, in all; shared equally
+    /// by the allowed peers like `max_buffered_frames`.
     pub max_buffered_bytes: usize,
+    /// A buffered frame nobody asked for within this time is dropped (and counted), unless its
+    /// session was admitted for a client (those go when the session ends or the client
+    /// leaves). Must be longer than the round timeout, or a party slightly ahead would lose
+    /// its frames.
+    pub buffered_frame_ttl: Duration,
+    /// Memory for incoming frames being read, decoded or waiting for the event loop, in all
+    /// peers' streams together (each costs twice its size while decoded, its size after):
+    /// readers wait when it is spent. At least twice `max_frame_bytes`, or the largest frames
+    /// could not be read; at most 4 GiB.
+    pub max_inbound_bytes: usize,
+    /// Incoming connections still in their handshake (TCP, PSK, Noise, Yamux) at once; more are
+    /// refused at once, so sockets that never finish cannot pile up.
+    pub max_pending_incoming: u32,
+    /// Established connections to one peer at once (two dialing each other at the same moment
+    /// make two); the total is this times the allow-list's length.
+    pub max_connections_per_peer: u32,
     /// Link emulation applied to every outgoing MPC frame.
     pub link: LinkProfile,
     /// Observer only: `summary` is a placeholder; the node will adopt the quorum's summary
@@ -68,8 +87,9 @@ pub struct NetConfig {
 
 impl NetConfig {
     /// A configuration with the defaults: no roster (a party sets [`NetConfig::roster`]), no
-    /// listen address, no static peer, mDNS off, 60 s
-    /// idle timeout, 10 s handshake and request timeouts, 64 MiB frames, unshaped link.
+    /// listen address, no static peer, mDNS off, 60 s idle timeout, 10 s handshake and request
+    /// timeouts, 64 MiB frames, 4,096 frames or 256 MiB buffered in all (shared by the peers),
+    /// 60 s before a buffered frame expires, unshaped link.
     pub fn new(
         psk: PreSharedKey,
         allowed_peers: Vec<PeerId>,
@@ -92,6 +112,10 @@ impl NetConfig {
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_buffered_frames: 4096,
             max_buffered_bytes: 256 * 1024 * 1024,
+            buffered_frame_ttl: Duration::from_secs(60),
+            max_inbound_bytes: 2 * DEFAULT_MAX_FRAME_BYTES,
+            max_pending_incoming: 16,
+            max_connections_per_peer: 4,
             link: LinkProfile::Loopback,
             learn_summary: false,
         }
@@ -116,17 +140,42 @@ impl NetConfig {
             ("max_frame_bytes", self.max_frame_bytes),
             ("max_buffered_frames", self.max_buffered_frames),
             ("max_buffered_bytes", self.max_buffered_bytes),
+            ("max_inbound_bytes", self.max_inbound_bytes),
+            ("max_pending_incoming", self.max_pending_incoming as usize),
+            (
+                "max_connections_per_peer",
+                self.max_connections_per_peer as usize,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero { what });
             }
+        }
+        if self.buffered_frame_ttl.is_zero() {
+            return Err(ConfigError::Zero {
+                what: "buffered_frame_ttl",
+            });
         }
         if self.max_frame_bytes > u32::MAX as usize {
             return Err(ConfigError::FrameLimitTooLarge {
                 max_frame_bytes: self.max_frame_bytes,
             });
         }
+        let inbound = self.max_inbound_bytes;
+        if inbound / 2 < self.max_frame_bytes || inbound > u32::MAX as usize {
+            return Err(ConfigError::InboundBudget {
+                max_inbound_bytes: inbound,
+                max_frame_bytes: self.max_frame_bytes,
+            });
+        }
         Ok(())
+    }
+
+    /// The most memory the mesh holds for what peers send, in bytes: frames being read or
+    /// waiting for the event loop, and frames buffered for rounds nobody asked for yet. A
+    /// node counts it in its memory budget.
+    pub fn buffer_bytes(&self) -> u64 {
+        self.max_inbound_bytes as u64 + self.max_buffered_bytes as u64
     }
 }
 
@@ -149,6 +198,10 @@ impl fmt::Debug for NetConfig {
             .field("max_frame_bytes", &self.max_frame_bytes)
             .field("max_buffered_frames", &self.max_buffered_frames)
             .field("max_buffered_bytes", &self.max_buffered_bytes)
+            .field("buffered_frame_ttl", &self.buffered_frame_ttl)
+            .field("max_inbound_bytes", &self.max_inbound_bytes)
+            .field("max_pending_incoming", &self.max_pending_incoming)
+            .field("max_connections_per_peer", &self.max_connections_per_peer)
             .field("link", &self.link)
             .field("learn_summary", &self.learn_summary)
             .finish()
@@ -191,6 +244,16 @@ pub enum ConfigError {
     Zero {
         /// The setting.
         what: &'static str,
+    },
+    /// An inbound memory budget that cannot hold the largest frame while it is decoded.
+    #[error(
+        "max_inbound_bytes {max_inbound_bytes} must be at least twice max_frame_bytes ({max_frame_bytes}) and at most 4 GiB: a frame is held twice while it is decoded"
+    )]
+    InboundBudget {
+        /// The setting.
+        max_inbound_bytes: usize,
+        /// The frame limit it must hold twice.
+        max_frame_bytes: usize,
     },
     /// Frame limit beyond what the u32 length prefix can carry.
     #[error("max_frame_bytes {max_frame_bytes} is above the 4 GiB the length prefix can carry")]

@@ -18,8 +18,8 @@ use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
 use libp2p::request_response::{self, Message, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{DialError, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, Swarm, identify, mdns, ping};
+use libp2p::swarm::{DialError, ListenError, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identify, mdns, ping};
 use mesh::Endpoint;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
@@ -34,9 +34,16 @@ use crate::frame::{Ack, LENGTH_PREFIX_BYTES, MPC_PROTOCOL, MpcFrame, Rejection, 
 use crate::link::LinkProfile;
 use crate::membership::Membership;
 use crate::quorum::{Announcement, Quorum, QuorumView, ShareSummary};
-use crate::routing::Routing;
+use crate::routing::{InboxLimits, Routing};
 use crate::shaper::PeerLink;
-use crate::streams::{INBOUND_QUEUE, PeerWriter, StreamEvent, spawn_acceptor};
+use crate::streams::{
+    INBOUND_QUEUE, InboundBudget, PeerWriter, ReaderLimits, StreamEvent, spawn_acceptor,
+};
+use crate::throttle::{Throttle, WARN_WINDOW};
+
+/// How often buffered frames are checked against their time-to-live (a frame may so outlive
+/// it by up to this much).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Limits and settings the loop needs after construction.
 pub(crate) struct LoopSettings {
@@ -46,11 +53,24 @@ pub(crate) struct LoopSettings {
     pub(crate) redial_interval: Duration,
     pub(crate) max_buffered_frames: usize,
     pub(crate) max_buffered_bytes: usize,
+    pub(crate) buffered_frame_ttl: Duration,
     pub(crate) control_tx: mpsc::Sender<ControlRequest>,
     pub(crate) control_taken: Arc<AtomicBool>,
     pub(crate) self_commands: mpsc::Sender<Command>,
     pub(crate) learning: bool,
     pub(crate) max_frame_bytes: usize,
+    pub(crate) max_inbound_bytes: usize,
+}
+
+/// The warnings a peer could repeat without end, each rate-limited on its own per peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Warning {
+    Rejected(Rejection),
+    RejectedByPeer(Rejection),
+    NotDelivered,
+    CannotSend,
+    RefusedInbound,
+    Denied,
 }
 
 /// The task that owns the swarm; run it with `tokio::spawn(event_loop.run())`.
@@ -86,6 +106,10 @@ pub struct EventLoop {
     stream_events_tx: mpsc::Sender<StreamEvent>,
     stream_events_rx: mpsc::Receiver<StreamEvent>,
     max_frame_bytes: usize,
+    /// What bounds the MPC stream readers (frame size, memory, rejection queues).
+    reader_limits: ReaderLimits,
+    /// Repeated warnings, logged at most once per window per peer and kind.
+    warnings: Throttle<(Option<PeerId>, Warning)>,
 }
 
 impl fmt::Debug for EventLoop {
@@ -94,6 +118,12 @@ impl fmt::Debug for EventLoop {
             .field("local_peer_id", self.swarm.local_peer_id())
             .field("quorum", &self.members.view())
             .field("buffered_frames_and_waiters", &self.routing.load())
+            .field("dropped_frames", &self.routing.dropped())
+            .field("inbound_bytes_free", &self.reader_limits.budget.available())
+            .field(
+                "dropped_rejections",
+                &self.reader_limits.dropped_notices.load(Ordering::Relaxed),
+            )
             .field("link", &self.link)
             .finish()
     }
@@ -116,6 +146,8 @@ impl EventLoop {
                 what: "mpc streams",
                 source: e.into(),
             })?;
+        let me = swarm.local_peer_id();
+        let others = settings.allowed.iter().filter(|p| *p != me).count();
         let dials = DialPolicy::new(
             *swarm.local_peer_id(),
             settings.allowed.clone(),
@@ -131,7 +163,13 @@ impl EventLoop {
             dials,
             allowed: settings.allowed,
             pending_listens: HashMap::new(),
-            routing: Routing::new(settings.max_buffered_frames, settings.max_buffered_bytes),
+            routing: Routing::new(InboxLimits::shared(
+                settings.max_buffered_frames,
+                settings.max_buffered_bytes,
+                // Every peer that may ever connect gets its own equal share.
+                others,
+                settings.buffered_frame_ttl,
+            )),
             link: settings.link,
             links: HashMap::new(),
             redial_interval: settings.redial_interval,
@@ -146,6 +184,12 @@ impl EventLoop {
             stream_events_tx,
             stream_events_rx,
             max_frame_bytes: settings.max_frame_bytes,
+            reader_limits: ReaderLimits {
+                max_frame_bytes: settings.max_frame_bytes,
+                budget: InboundBudget::new(settings.max_inbound_bytes),
+                dropped_notices: Arc::default(),
+            },
+            warnings: Throttle::new(WARN_WINDOW),
         };
         for addr in settings.static_peers {
             event_loop.add_static_peer(addr)?;
@@ -160,12 +204,14 @@ impl EventLoop {
             spawn_acceptor(
                 incoming,
                 self.allowed.clone(),
-                self.max_frame_bytes,
+                self.reader_limits.clone(),
                 self.stream_events_tx.clone(),
             )
         });
         let mut redial = tokio::time::interval(self.redial_interval);
         redial.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next_deadline = self.routing.next_deadline();
             // The sleep is only polled when a waiter exists; the fallback just has to be valid.
@@ -181,6 +227,7 @@ impl EventLoop {
                 Some((peer, frame)) = self.transmit_rx.recv() => self.transmit(peer, frame),
                 Some(event) = self.stream_events_rx.recv() => self.on_stream_event(event),
                 _ = redial.tick() => self.redial(),
+                _ = sweep.tick() => self.sweep_inbox(),
                 () = sleep, if next_deadline.is_some() => self.routing.expire(Instant::now()),
             }
         }
@@ -188,6 +235,24 @@ impl EventLoop {
             acceptor.abort();
         }
         info!(peer = %self.swarm.local_peer_id(), "mesh event loop stopped");
+    }
+
+    /// Drops buffered frames whose time-to-live is up.
+    fn sweep_inbox(&mut self) {
+        let expired = self.routing.expire_buffered(Instant::now());
+        if expired > 0 {
+            let total = self.routing.dropped().expired;
+            debug!(
+                expired,
+                total, "dropped buffered MPC frames nobody asked for in time"
+            );
+        }
+    }
+
+    /// Whether to log this repeat of `kind` from `peer` now: `Some(n)` with the number of
+    /// repeats left out since the last line.
+    fn throttled(&mut self, peer: Option<PeerId>, kind: Warning) -> Option<u64> {
+        self.warnings.check((peer, kind), Instant::now())
     }
 
     fn emit(&self, event: NetEvent) {
@@ -325,7 +390,9 @@ impl EventLoop {
             Endpoint::Party(p) => self.members.peer_of(p),
         };
         let Some(peer) = peer else {
-            warn!(%to, session = %frame.session, round = frame.round, "cannot send: not connected");
+            if let Some(suppressed) = self.throttled(None, Warning::CannotSend) {
+                warn!(%to, session = %frame.session, round = frame.round, suppressed, "cannot send: not connected");
+            }
             self.emit(NetEvent::SendFailed {
                 to: Some(to),
                 peer: None,
@@ -396,17 +463,23 @@ impl EventLoop {
                 peer,
                 frame,
                 notices,
+                reserved,
             } => {
                 if let Ack::Rejected(rejection) = self.accept_frame(peer, frame) {
-                    // The reader is gone when the stream is: nobody left to tell.
-                    let _ = notices.send(rejection);
+                    notices.send(rejection);
                 }
+                // The frame is delivered, buffered (the inbox counts it now) or dropped.
+                drop(reserved);
             }
             StreamEvent::InboundRejected { peer, reason } => {
                 self.emit(NetEvent::InboundRejected { peer, reason });
             }
             StreamEvent::RejectedByPeer { peer, rejection } => {
-                warn!(%peer, reason = %rejection, "peer rejected our MPC frame");
+                if let Some(suppressed) =
+                    self.throttled(Some(peer), Warning::RejectedByPeer(rejection))
+                {
+                    warn!(%peer, reason = %rejection, suppressed, "peer rejected our MPC frame");
+                }
                 self.emit(NetEvent::SendFailed {
                     to: self.endpoint_of(&peer),
                     peer: Some(peer),
@@ -414,7 +487,9 @@ impl EventLoop {
                 });
             }
             StreamEvent::SendFailed { peer, reason } => {
-                warn!(%peer, %reason, "MPC frame not delivered");
+                if let Some(suppressed) = self.throttled(Some(peer), Warning::NotDelivered) {
+                    warn!(%peer, %reason, suppressed, "MPC frame not delivered");
+                }
                 self.emit(NetEvent::SendFailed {
                     to: self.endpoint_of(&peer),
                     peer: Some(peer),
@@ -429,7 +504,8 @@ impl EventLoop {
         let from = if let Some(party) = self.members.party_of(&peer) {
             Endpoint::Party(party)
         } else if self.members.is_observer(&peer) {
-            if let Err(rejection) = self.routing.claim(frame.session, peer) {
+            // Only sessions this node admitted for this client: a frame never binds one.
+            if let Err(rejection) = self.routing.check_client(frame.session, peer) {
                 return self.reject(peer, rejection);
             }
             Endpoint::Client
@@ -439,9 +515,10 @@ impl EventLoop {
         if frame.sender != wire_number(from) {
             return self.reject(peer, Rejection::SenderMismatch);
         }
+        let key = (from, frame.session, frame.round);
         match self
             .routing
-            .deliver((from, frame.session, frame.round), frame.payload)
+            .deliver(key, peer, frame.payload, Instant::now())
         {
             Ok(()) => Ack::Accepted,
             Err(rejection) => self.reject(peer, rejection),
@@ -456,8 +533,10 @@ impl EventLoop {
         }
     }
 
-    fn reject(&self, peer: PeerId, rejection: Rejection) -> Ack {
-        warn!(%peer, reason = %rejection, "rejected incoming MPC frame");
+    fn reject(&mut self, peer: PeerId, rejection: Rejection) -> Ack {
+        if let Some(suppressed) = self.throttled(Some(peer), Warning::Rejected(rejection)) {
+            warn!(%peer, reason = %rejection, suppressed, "rejected incoming MPC frame");
+        }
         self.emit(NetEvent::InboundRejected {
             peer,
             reason: rejection.to_string(),
@@ -515,6 +594,10 @@ impl EventLoop {
         self.writers.remove(&peer);
         self.rtts.remove(&peer);
         self.control.peer_gone(peer);
+        let purged = self.routing.purge_peer(peer);
+        if purged > 0 {
+            debug!(%peer, purged, "dropped the buffered MPC frames of a disconnected peer");
+        }
         let departure = self.members.gone(peer);
         if departure.observer {
             self.routing.client_gone(peer);
@@ -588,19 +671,24 @@ impl EventLoop {
                 peer_id,
                 ..
             } => {
-                // Wrong PSK, failed Noise, not on the allow-list, or garbage: worth a warning,
-                // never fatal.
-                warn!(from = %send_back_addr, peer = ?peer_id, error = %error, "refused inbound connection");
+                // Wrong PSK, failed Noise, not on the allow-list, over a connection limit, or
+                // garbage: worth a warning (one per window), never fatal.
+                let reason = refusal_reason(&error);
+                if let Some(suppressed) = self.throttled(peer_id, Warning::RefusedInbound) {
+                    warn!(from = %send_back_addr, peer = ?peer_id, error = %reason, suppressed, "refused inbound connection");
+                }
                 self.emit(NetEvent::Refused {
                     peer: peer_id,
                     addr: send_back_addr,
-                    reason: error.to_string(),
+                    reason,
                 });
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 // Static peers that are down are routine; a denial is not.
                 if matches!(error, DialError::Denied { .. }) {
-                    warn!(peer = ?peer_id, error = %error, "outgoing connection denied");
+                    if let Some(suppressed) = self.throttled(peer_id, Warning::Denied) {
+                        warn!(peer = ?peer_id, error = %error, suppressed, "outgoing connection denied");
+                    }
                 } else {
                     debug!(peer = ?peer_id, error = %error, "dial failed");
                 }
@@ -714,4 +802,15 @@ impl EventLoop {
             request_response::Event::ResponseSent { .. } => {}
         }
     }
+}
+
+/// Why an inbound connection was refused; a denial names the limit it hit (the swarm's own
+/// text says only "connection denied").
+fn refusal_reason(error: &ListenError) -> String {
+    if let ListenError::Denied { cause } = error
+        && let Some(exceeded) = cause.downcast_ref::<connection_limits::Exceeded>()
+    {
+        return format!("refused: {exceeded}");
+    }
+    error.to_string()
 }

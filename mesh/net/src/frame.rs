@@ -202,7 +202,7 @@ pub enum Ack {
 }
 
 /// Why a receiver dropped an [`MpcFrame`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {
     /// The sending peer has not (successfully) announced a party index to the receiver.
@@ -228,6 +228,14 @@ pub enum Rejection {
     /// The frame's body did not decode (wrong version, bad header, inconsistent length).
     #[error("the frame could not be decoded")]
     Malformed,
+    /// A client sent a frame for a session the receiver never admitted for it (open the
+    /// session with a control request first; frames of ended sessions are refused too).
+    #[error("the receiver has not admitted this session for the sending client")]
+    NotAdmitted,
+    /// The sending peer's share of the receiver's buffer of not-yet-requested frames is full
+    /// (each peer has its own, so other peers are not affected).
+    #[error("the receiver's buffer for this peer's frames of future rounds is full")]
+    PeerQuotaFull,
 }
 
 /// A message that could not be encoded or decoded.
@@ -383,23 +391,40 @@ pub async fn read_stream_frame<R>(io: &mut R, max: usize) -> Result<StreamItem, 
 where
     R: AsyncRead + Unpin,
 {
+    match read_stream_prefix(io).await? {
+        None => Ok(StreamItem::End),
+        Some(len) => read_stream_body(io, len, max).await,
+    }
+}
+
+/// The length prefix of the next message on an MPC stream; `None` when the sender closed the
+/// stream cleanly (only possible before the first byte of a prefix). Split from
+/// [`read_stream_body`] so a reader can reserve memory for the body before it is read.
+pub(crate) async fn read_stream_prefix<R>(io: &mut R) -> Result<Option<u32>, FrameError>
+where
+    R: AsyncRead + Unpin,
+{
     let mut prefix = [0u8; LENGTH_PREFIX_BYTES];
-    // A clean end is only possible before the first byte of a prefix.
     let first = io.read(&mut prefix[..1]).await?;
     if first == 0 {
-        return Ok(StreamItem::End);
+        return Ok(None);
     }
     io.read_exact(&mut prefix[1..]).await?;
-    let len = u32::from_le_bytes(prefix);
+    Ok(Some(u32::from_le_bytes(prefix)))
+}
+
+/// The body of `len` bytes after a prefix: a frame, or (over `max`, skipped without being
+/// stored, or undecodable) a bad message that leaves the stream in step.
+pub(crate) async fn read_stream_body<R>(
+    io: &mut R,
+    len: u32,
+    max: usize,
+) -> Result<StreamItem, FrameError>
+where
+    R: AsyncRead + Unpin,
+{
     if let Err(e) = check_length(len, max) {
-        let skipped =
-            futures::io::copy((&mut *io).take(u64::from(len)), &mut futures::io::sink()).await?;
-        if skipped != u64::from(len) {
-            return Err(FrameError::Truncated {
-                expected: usize::try_from(len).unwrap_or(usize::MAX),
-                got: usize::try_from(skipped).unwrap_or(usize::MAX),
-            });
-        }
+        skip_body(io, len).await?;
         return Ok(StreamItem::Bad(e));
     }
     let body = read_body(io, len).await?;
@@ -407,6 +432,22 @@ where
         Ok(frame) => StreamItem::Frame(frame),
         Err(e) => StreamItem::Bad(e),
     })
+}
+
+/// Reads and discards `len` bytes through a small buffer.
+pub(crate) async fn skip_body<R>(io: &mut R, len: u32) -> Result<(), FrameError>
+where
+    R: AsyncRead + Unpin,
+{
+    let skipped =
+        futures::io::copy((&mut *io).take(u64::from(len)), &mut futures::io::sink()).await?;
+    if skipped != u64::from(len) {
+        return Err(FrameError::Truncated {
+            expected: usize::try_from(len).unwrap_or(usize::MAX),
+            got: usize::try_from(skipped).unwrap_or(usize::MAX),
+        });
+    }
+    Ok(())
 }
 
 /// Writes one `[length][body]` message, refusing bodies above `max`.

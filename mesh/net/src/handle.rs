@@ -63,11 +63,13 @@ pub fn new(config: NetConfig, keypair: Keypair) -> Result<(NetHandle, EventLoop)
         redial_interval: config.redial_interval,
         max_buffered_frames: config.max_buffered_frames,
         max_buffered_bytes: config.max_buffered_bytes,
+        buffered_frame_ttl: config.buffered_frame_ttl,
         control_tx,
         control_taken: Arc::clone(&control_taken),
         self_commands: commands.clone(),
         learning: config.learn_summary && config.party.is_none(),
         max_frame_bytes: config.max_frame_bytes,
+        max_inbound_bytes: config.max_inbound_bytes,
     };
     let event_loop = EventLoop::new(swarm, command_rx, events.clone(), quorum, settings)?;
     let handle = NetHandle {

@@ -59,6 +59,7 @@ pub mod roster;
 mod routing;
 mod shaper;
 mod streams;
+mod throttle;
 mod transport;
 
 pub use api::{ControlRequest, NetEvent};

@@ -15,38 +15,172 @@
 //! writer's rejection reader and replaced before the next frame. Peer loss itself is still
 //! detected by the swarm (connection closed), which ends the peer's writer.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::io::{ReadHalf, WriteHalf};
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::frame::{
     FrameError, MAX_CONTROL_BYTES, MPC_PROTOCOL, MpcFrame, Rejection, StreamItem, WIRE_VERSION,
-    decode_control, encode_control, read_length_prefixed, read_stream_frame, write_length_prefixed,
+    decode_control, encode_control, read_length_prefixed, read_stream_body, read_stream_prefix,
+    write_length_prefixed,
 };
+use crate::throttle::{Throttle, WARN_WINDOW};
 
 /// Frames read from peers and waiting for the event loop; a full queue stops the readers, and
-/// Yamux's flow control then stops the senders.
+/// Yamux's flow control then stops the senders. Their memory is bounded by the
+/// [`InboundBudget`] they hold, not by this count.
 pub(crate) const INBOUND_QUEUE: usize = 256;
+/// Rejections one stream's reader may have queued for its peer; more are dropped and counted
+/// (a peer that keeps sending bad frames does not get an answer to each).
+pub(crate) const REJECTION_QUEUE: usize = 64;
+/// MPC streams one peer may have open to this node at once: one is normal, a replaced one's
+/// reader may still be finishing. More are dropped at once.
+pub(crate) const MAX_STREAMS_PER_PEER: usize = 4;
 /// How often a sender tries to open a stream the receiver then drops.
 const OPEN_ATTEMPTS: u32 = 5;
 /// How long a sender waits for a new stream's greeting.
 const GREETING_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Memory for incoming frames between the wire and the event loop, in bytes, shared by every
+/// stream reader: a reader reserves twice a body's length (the body and the frame decoded
+/// from it) before it reads the body, gives back the body's half once decoded, and the frame
+/// carries the rest until the event loop has handled it. When the budget is spent, readers
+/// wait, and Yamux's flow control stops their senders.
+#[derive(Clone, Debug)]
+pub(crate) struct InboundBudget {
+    bytes: Arc<Semaphore>,
+    total: usize,
+}
+
+impl InboundBudget {
+    /// A budget of `total` bytes (at most `u32::MAX`, checked by the config).
+    pub(crate) fn new(total: usize) -> Self {
+        let total = total.min(u32::MAX as usize);
+        InboundBudget {
+            bytes: Arc::new(Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// The longest body a reader can ever reserve for.
+    pub(crate) fn largest_frame(&self) -> usize {
+        self.total / 2
+    }
+
+    /// Bytes not reserved now.
+    pub(crate) fn available(&self) -> usize {
+        self.bytes.available_permits()
+    }
+
+    /// Waits until twice `len` bytes are free and reserves them; `None` if `len` is over
+    /// [`InboundBudget::largest_frame`].
+    async fn reserve(&self, len: u32) -> Option<OwnedSemaphorePermit> {
+        if usize::try_from(len).map_or(true, |l| l > self.largest_frame()) {
+            return None;
+        }
+        let charge = len.checked_mul(2)?;
+        Arc::clone(&self.bytes)
+            .acquire_many_owned(charge)
+            .await
+            .ok()
+    }
+}
+
+/// How many MPC streams each peer has open to this node.
+#[derive(Clone, Debug)]
+pub(crate) struct StreamSlots {
+    open: Arc<Mutex<HashMap<PeerId, usize>>>,
+    max: usize,
+}
+
+/// One open stream's place; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    slots: StreamSlots,
+    peer: PeerId,
+}
+
+impl StreamSlots {
+    pub(crate) fn new(max: usize) -> Self {
+        StreamSlots {
+            open: Arc::new(Mutex::new(HashMap::new())),
+            max,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, usize>> {
+        // Plain counts: a panicking holder leaves them usable.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for one more stream of `peer`, unless it has `max` open.
+    pub(crate) fn take(&self, peer: PeerId) -> Option<Slot> {
+        let mut open = self.lock();
+        let count = open.entry(peer).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            slots: self.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.slots.lock();
+        if let Some(count) = open.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.peer);
+            }
+        }
+    }
+}
+
+/// Where the event loop (or the reader itself) sends the rejections of one stream's frames
+/// back to their sender: a bounded queue; what does not fit is dropped and counted.
+#[derive(Clone, Debug)]
+pub(crate) struct Notices {
+    queue: mpsc::Sender<Rejection>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Notices {
+    /// Queues `rejection` for the peer, or counts it as dropped when the queue is full.
+    pub(crate) fn send(&self, rejection: Rejection) {
+        match self.queue.try_send(rejection) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            // The stream is gone: nobody left to tell.
+            Err(TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
 /// What the stream tasks tell the event loop.
 #[derive(Debug)]
 pub(crate) enum StreamEvent {
-    /// A frame arrived; reject it through `notices`.
+    /// A frame arrived; reject it through `notices`. `reserved` is its share of the
+    /// [`InboundBudget`], given back when the event is dropped.
     Frame {
         peer: PeerId,
         frame: MpcFrame,
-        notices: mpsc::UnboundedSender<Rejection>,
+        notices: Notices,
+        reserved: OwnedSemaphorePermit,
     },
     /// A message on a stream from `peer` was not an acceptable frame (already reported back).
     InboundRejected { peer: PeerId, reason: String },
@@ -234,86 +368,76 @@ async fn greet<W: AsyncWrite + Unpin>(writer: &mut W) -> std::io::Result<()> {
 pub(crate) fn spawn_acceptor(
     mut incoming: libp2p_stream::IncomingStreams,
     allowed: HashSet<PeerId>,
-    max_frame_bytes: usize,
+    limits: ReaderLimits,
     events: mpsc::Sender<StreamEvent>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let slots = StreamSlots::new(MAX_STREAMS_PER_PEER);
+        let mut warnings = Throttle::new(WARN_WINDOW);
         while let Some((peer, stream)) = incoming.next().await {
             if !allowed.contains(&peer) {
-                warn!(%peer, "MPC stream from a peer not on the allow-list dropped");
+                if let Some(suppressed) = warnings.check((peer, "not allowed"), Instant::now()) {
+                    warn!(%peer, suppressed, "MPC stream from a peer not on the allow-list dropped");
+                }
                 continue;
             }
+            let Some(slot) = slots.take(peer) else {
+                if let Some(suppressed) = warnings.check((peer, "too many"), Instant::now()) {
+                    warn!(%peer, suppressed, max = MAX_STREAMS_PER_PEER, "MPC stream dropped: the peer has too many open");
+                }
+                continue;
+            };
             debug!(%peer, "incoming MPC stream");
-            drop(spawn_reader(peer, stream, max_frame_bytes, events.clone()));
+            drop(spawn_reader(
+                peer,
+                stream,
+                slot,
+                limits.clone(),
+                events.clone(),
+            ));
         }
     })
 }
 
+/// What bounds every stream reader.
+#[derive(Clone, Debug)]
+pub(crate) struct ReaderLimits {
+    pub(crate) max_frame_bytes: usize,
+    pub(crate) budget: InboundBudget,
+    /// Rejections dropped because a reader's queue was full, over all streams.
+    pub(crate) dropped_notices: Arc<AtomicU64>,
+}
+
 /// Serves one stream a peer opened to us: every frame goes to the event loop, every rejection
-/// back to the peer. Ends when the peer closes the stream or it fails.
+/// back to the peer. Ends when the peer closes the stream or it fails; `slot` is given back
+/// then.
 fn spawn_reader<S>(
     peer: PeerId,
     stream: S,
-    max_frame_bytes: usize,
+    slot: Slot,
+    limits: ReaderLimits,
     events: mpsc::Sender<StreamEvent>,
 ) -> tokio::task::JoinHandle<()>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     tokio::spawn(async move {
+        let _slot = slot;
         let (mut reader, mut writer) = stream.split();
         if let Err(e) = greet(&mut writer).await {
             debug!(%peer, error = %e, "could not greet an incoming MPC stream");
             return;
         }
-        let (notices, mut pending) = mpsc::unbounded_channel::<Rejection>();
-        let read = async {
-            loop {
-                match read_stream_frame(&mut reader, max_frame_bytes).await {
-                    Ok(StreamItem::Frame(frame)) => {
-                        let event = StreamEvent::Frame {
-                            peer,
-                            frame,
-                            notices: notices.clone(),
-                        };
-                        if events.send(event).await.is_err() {
-                            break;
-                        }
-                    }
-                    Ok(StreamItem::Bad(e)) => {
-                        warn!(%peer, error = %e, "dropped unreadable incoming MPC frame");
-                        let rejection = match e {
-                            FrameError::TooLarge { .. } => Rejection::TooLarge,
-                            _ => Rejection::Malformed,
-                        };
-                        let _ = notices.send(rejection);
-                        let event = StreamEvent::InboundRejected {
-                            peer,
-                            reason: e.to_string(),
-                        };
-                        if events.send(event).await.is_err() {
-                            break;
-                        }
-                    }
-                    Ok(StreamItem::End) => break,
-                    Err(e) => {
-                        debug!(%peer, error = %e, "incoming MPC stream failed");
-                        break;
-                    }
-                }
-            }
+        let (queue, mut pending) = mpsc::channel::<Rejection>(REJECTION_QUEUE);
+        let notices = Notices {
+            queue,
+            dropped: Arc::clone(&limits.dropped_notices),
         };
+        let read = read_frames(peer, &mut reader, &limits, &notices, &events);
         // Never finishes on its own: the reader decides when the stream is done.
         let write = async {
             while let Some(rejection) = pending.recv().await {
-                let sent = async {
-                    let body = encode_control(&rejection)?;
-                    write_length_prefixed(&mut writer, &body, MAX_CONTROL_BYTES).await?;
-                    writer.flush().await?;
-                    Ok::<(), FrameError>(())
-                }
-                .await;
-                if let Err(e) = sent {
+                if let Err(e) = write_rejection(&mut writer, rejection).await {
                     debug!(%peer, error = %e, "could not report a rejection");
                     break;
                 }
@@ -326,18 +450,86 @@ where
         }
         // Rejections the reader queued just before the stream ended: best effort.
         while let Ok(rejection) = pending.try_recv() {
-            let Ok(body) = encode_control(&rejection) else {
-                break;
-            };
-            if write_length_prefixed(&mut writer, &body, MAX_CONTROL_BYTES)
-                .await
-                .is_err()
-            {
+            if write_rejection(&mut writer, rejection).await.is_err() {
                 break;
             }
         }
         let _ = writer.close().await;
     })
+}
+
+async fn write_rejection<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    rejection: Rejection,
+) -> Result<(), FrameError> {
+    let body = encode_control(&rejection)?;
+    write_length_prefixed(writer, &body, MAX_CONTROL_BYTES).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+/// Reads frames until the stream ends, each within the memory budget; hands good ones to the
+/// event loop and rejects bad ones (logging them at most once per window).
+async fn read_frames<R: AsyncRead + Unpin>(
+    peer: PeerId,
+    reader: &mut R,
+    limits: &ReaderLimits,
+    notices: &Notices,
+    events: &mpsc::Sender<StreamEvent>,
+) {
+    // A frame the budget could never hold is refused like one over the frame limit.
+    let max = limits.max_frame_bytes.min(limits.budget.largest_frame());
+    let mut warnings = Throttle::new(WARN_WINDOW);
+    loop {
+        let len = match read_stream_prefix(reader).await {
+            Ok(Some(len)) => len,
+            Ok(None) => break,
+            Err(e) => {
+                debug!(%peer, error = %e, "incoming MPC stream failed");
+                break;
+            }
+        };
+        // Reserved before the body is read; nothing is reserved for a body that is skipped.
+        let reserved = match usize::try_from(len) {
+            Ok(l) if l <= max => limits.budget.reserve(len).await,
+            _ => None,
+        };
+        let event = match read_stream_body(reader, len, max).await {
+            Ok(StreamItem::Frame(frame)) => {
+                let Some(mut reserved) = reserved else { break };
+                // The body is gone once decoded: give its half back.
+                drop(reserved.split(len as usize));
+                StreamEvent::Frame {
+                    peer,
+                    frame,
+                    notices: notices.clone(),
+                    reserved,
+                }
+            }
+            Ok(StreamItem::Bad(e)) => {
+                let rejection = match e {
+                    FrameError::TooLarge { .. } => Rejection::TooLarge,
+                    _ => Rejection::Malformed,
+                };
+                if let Some(suppressed) = warnings.check(rejection, Instant::now()) {
+                    warn!(%peer, error = %e, suppressed, "dropped unreadable incoming MPC frame");
+                }
+                notices.send(rejection);
+                StreamEvent::InboundRejected {
+                    peer,
+                    reason: e.to_string(),
+                }
+            }
+            Ok(StreamItem::End) => break,
+            Err(e) => {
+                debug!(%peer, error = %e, "incoming MPC stream failed");
+                break;
+            }
+        };
+        if events.send(event).await.is_err() {
+            break;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -388,17 +580,36 @@ mod tests {
         }
     }
 
-    /// Runs a reader over `input` to its end; returns its events and what it wrote back.
-    async fn serve(input: Vec<u8>, max: usize) -> (Vec<StreamEvent>, Vec<u8>) {
+    /// Frames up to `max` bytes, and a budget that holds every frame of a short test input.
+    fn limits(max: usize) -> ReaderLimits {
+        ReaderLimits {
+            max_frame_bytes: max,
+            budget: InboundBudget::new(2 * max + (1 << 20)),
+            dropped_notices: Arc::default(),
+        }
+    }
+
+    /// Starts a reader over `input`; its events go to `tx`, what it writes back to the result.
+    fn start_reader(
+        input: Vec<u8>,
+        limits: ReaderLimits,
+        tx: mpsc::Sender<StreamEvent>,
+    ) -> (tokio::task::JoinHandle<()>, Arc<Mutex<Vec<u8>>>) {
         let output = Arc::new(Mutex::new(Vec::new()));
         let wire = Wire {
             input: Cursor::new(input),
             output: Arc::clone(&output),
         };
+        let peer = PeerId::random();
+        let slot = StreamSlots::new(1).take(peer).unwrap();
+        (spawn_reader(peer, wire, slot, limits, tx), output)
+    }
+
+    /// Runs a reader over `input` to its end; returns its events and what it wrote back.
+    async fn serve(input: Vec<u8>, max: usize) -> (Vec<StreamEvent>, Vec<u8>) {
         let (tx, mut rx) = mpsc::channel(4096);
-        spawn_reader(PeerId::random(), wire, max, tx)
-            .await
-            .expect("the reader never panics");
+        let (reader, output) = start_reader(input, limits(max), tx);
+        reader.await.expect("the reader never panics");
         let mut events = Vec::new();
         while let Ok(event) = rx.try_recv() {
             events.push(event);
@@ -481,6 +692,80 @@ mod tests {
         input.truncate(50);
         let (events, _) = serve(input, 4096).await;
         assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[tokio::test]
+    async fn frames_wait_for_memory_and_a_frame_the_budget_cannot_hold_is_refused() {
+        let payload = 900;
+        let len = frame(0, payload).encoded_len().unwrap();
+        // Room to read one such frame (body and decoded copy), not two at once.
+        let limits = ReaderLimits {
+            max_frame_bytes: 1 << 20,
+            budget: InboundBudget::new(2 * len + 100),
+            dropped_notices: Arc::default(),
+        };
+        let budget = limits.budget.clone();
+        let total = budget.available();
+        let mut input = frame(0, payload).encode_prefixed(1 << 20).unwrap();
+        input.extend_from_slice(&frame(1, payload).encode_prefixed(1 << 20).unwrap());
+        // Under the frame limit but over what the budget could ever hold: skipped, refused.
+        input.extend_from_slice(&frame(2, 2 * len).encode_prefixed(1 << 20).unwrap());
+        let (tx, mut rx) = mpsc::channel(16);
+        let (reader, output) = start_reader(input, limits, tx);
+
+        let first = rx.recv().await.expect("the first frame");
+        assert!(matches!(&first, StreamEvent::Frame { frame, .. } if frame.round == 0));
+        // The second frame can only be read once the first (holding its decoded size until the
+        // event loop lets go of it) gives its memory back.
+        drop(first);
+        let second = rx
+            .recv()
+            .await
+            .expect("the second frame, once memory is free");
+        assert!(matches!(&second, StreamEvent::Frame { frame, .. } if frame.round == 1));
+        drop(second);
+        let third = rx.recv().await.expect("the third message");
+        assert!(
+            matches!(third, StreamEvent::InboundRejected { .. }),
+            "{third:?}"
+        );
+        reader.await.unwrap();
+        assert_eq!(
+            budget.available(),
+            total,
+            "every reservation was given back"
+        );
+        let written = output.lock().unwrap().clone();
+        assert_eq!(rejections(&written[1..]), [Rejection::TooLarge]);
+    }
+
+    #[test]
+    fn a_peer_may_have_only_so_many_streams_open() {
+        let slots = StreamSlots::new(MAX_STREAMS_PER_PEER);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut held: Vec<Slot> = (0..MAX_STREAMS_PER_PEER)
+            .map(|_| slots.take(a).expect("within the limit"))
+            .collect();
+        assert!(slots.take(a).is_none(), "one stream too many");
+        assert!(slots.take(b).is_some(), "another peer is not affected");
+        held.pop();
+        assert!(slots.take(a).is_some(), "a closed stream frees its place");
+    }
+
+    #[test]
+    fn rejections_beyond_the_queue_are_dropped_and_counted() {
+        let (queue, mut pending) = mpsc::channel(2);
+        let notices = Notices {
+            queue,
+            dropped: Arc::default(),
+        };
+        for _ in 0..5 {
+            notices.send(Rejection::Malformed);
+        }
+        assert_eq!(notices.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(pending.try_recv(), Ok(Rejection::Malformed));
+        assert_eq!(pending.try_recv(), Ok(Rejection::Malformed));
+        assert!(pending.try_recv().is_err());
     }
 
     proptest! {

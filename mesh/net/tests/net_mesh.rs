@@ -302,6 +302,12 @@ async fn secure_multiplication_runs_over_the_mesh() {
         let session = SessionId(42);
         let mut threads = Vec::new();
         for (i, party) in parties.iter().enumerate() {
+            // The session a party admitted for this client.
+            party
+                .handle
+                .bind_client(session, client.peer())
+                .await
+                .unwrap();
             let transport = NetTransport::new(party.handle.clone(), session).unwrap();
             threads.push(on_thread(move || {
                 let mut p = mesh::Party::with_os_rng(th, i, transport).unwrap();
@@ -356,6 +362,9 @@ async fn client_traffic_is_routed_per_session() {
         let session = SessionId(9);
         let mut threads = Vec::new();
         for party in &parties {
+            // As a party admitting the request does; other client sessions are refused.
+            let bind = party.handle.bind_client(session, client_peer);
+            bind.await.unwrap();
             let mut transport = NetTransport::new(party.handle.clone(), session).unwrap();
             threads.push(on_thread(move || {
                 // Echo two client messages back reversed.
@@ -602,14 +611,7 @@ async fn raw_tcp_garbage_never_reaches_the_protocol() {
     bounded(async {
         let (nodes, _) = start_mesh(3, summary(3, 1), &[]).await;
         let mut a_events = nodes[0].handle.subscribe();
-        let port = nodes[0]
-            .addr
-            .iter()
-            .find_map(|p| match p {
-                libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
-                _ => None,
-            })
-            .unwrap();
+        let port = port_of(&nodes[0].addr);
 
         // Garbage: pseudo-random bytes, then what looks like a 4 GiB length prefix. Then a
         // socket that says nothing, which the handshake timeout (2 s here) must drop.
@@ -784,7 +786,8 @@ async fn rounds_are_buffered_until_asked_for_and_bounded() {
         let mut nodes = Vec::new();
         for (i, key) in keys.into_iter().enumerate() {
             let mut config = test_config(psk, allowed.clone(), summary(3, 1), Some(i as u8 + 1));
-            config.max_buffered_frames = 3;
+            // Two other peers may connect: three frames each.
+            config.max_buffered_frames = 6;
             nodes.push(start(config, key).await);
         }
         nodes[1]
@@ -833,6 +836,20 @@ async fn rounds_are_buffered_until_asked_for_and_bounded() {
             }
         }
         assert_eq!(delivered, 3);
+        // Party 2 filled only its own share: party 3's frame still finds room.
+        wait_for_party(&nodes[2].handle, 1).await;
+        nodes[2]
+            .handle
+            .send_round(party(1), SessionId(2), 9, vec![3; 10])
+            .await
+            .unwrap();
+        probe(&nodes[0].handle, party(3), &nodes[2].handle, party(1)).await;
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let msg = nodes[0]
+            .handle
+            .recv_round(party(3), SessionId(2), 9, deadline)
+            .await;
+        assert_eq!(msg.unwrap(), vec![3; 10]);
         for node in nodes {
             node.shutdown().await;
         }
@@ -1036,6 +1053,67 @@ async fn wifi_link_emulation_is_applied_on_the_send_path() {
         for node in nodes {
             node.shutdown().await;
         }
+    })
+    .await;
+}
+
+/// Round 0 of this session carries probes only.
+const PROBE: SessionId = SessionId(0xFEED);
+
+/// Sends a probe from `sender` (as `from`, to `to`) that `receiver` is already waiting for.
+/// Frames of one peer travel in order on one stream, so once it arrives every frame the sender
+/// sent before it has been handled: accepted into the inbox, or refused.
+async fn probe(receiver: &NetHandle, from: Endpoint, sender: &NetHandle, to: Endpoint) {
+    let waiting = receiver.recv_round(from, PROBE, 0, Instant::now() + WAIT);
+    tokio::pin!(waiting);
+    // One poll queues the receive; the next command's answer means it is parked (commands are
+    // handled in order), so the probe meets a waiting receive and never needs the inbox.
+    assert!(futures::poll!(&mut waiting).is_pending());
+    receiver.quorum().await.unwrap();
+    sender
+        .send_round(to, PROBE, 0, b"probe".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(waiting.await.unwrap(), b"probe");
+}
+
+/// The TCP port of a listen address.
+fn port_of(addr: &Multiaddr) -> u16 {
+    addr.iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::Tcp(port) => Some(port),
+            _ => None,
+        })
+        .expect("a TCP listen address")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_pending_limit_are_refused_before_any_handshake() {
+    bounded(async {
+        let key = Keypair::generate_ed25519();
+        let allowed = vec![key.public().to_peer_id()];
+        let mut config = test_config(mesh_net::generate_psk(), allowed, summary(3, 1), Some(1));
+        config.max_pending_incoming = 2;
+        // Silent sockets stay pending for the whole test.
+        config.handshake_timeout = TEST_LIMIT;
+        let node = start(config, key).await;
+        let mut events = node.handle.subscribe();
+        let port = port_of(&node.addr);
+        // Two silent sockets fill the handshake slots; the third is refused at once.
+        let sockets: Vec<TcpStream> = (0..3)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let refused = wait_for(&mut events, |e| match e {
+            NetEvent::Refused { reason, .. } if reason.contains("pending incoming") => {
+                Some(reason.clone())
+            }
+            _ => None,
+        })
+        .await;
+        let reason = refused.expect("a connection over the limit is refused");
+        assert!(reason.contains("at most 2"), "{reason}");
+        drop(sockets);
+        node.shutdown().await;
     })
     .await;
 }

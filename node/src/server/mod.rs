@@ -214,6 +214,10 @@ impl<H: Host> Server<H> {
                 live,
                 redo,
             } => self.steer(&key, &client, |s| {
+                if let Err(e) = s.check_live(&live) {
+                    warn!(session = %key_hex(&key), %client, "refused a resume order: {e}");
+                    return Reply::Rejected(e.to_string());
+                }
                 let out = frame_session(&key, Stream::Output(epoch));
                 if let Err(e) = self.host.bind_client(out, &client) {
                     return Reply::Rejected(e.to_string());
@@ -313,7 +317,11 @@ impl<H: Host> Server<H> {
                 .bind_client(frame_session(&req.key, stream), client)
                 .map_err(Refusal::host)?;
         }
-        let control = Arc::new(SessionControl::new(req.key));
+        let control = Arc::new(SessionControl::new(
+            req.key,
+            req.participants.clone(),
+            self.th,
+        ));
         let mut table = self.table();
         if table.len() >= self.settings.max_sessions {
             return Err(Refusal::Busy {

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use mesh::PartyId;
+use mesh::{PartyId, Threshold};
 
+use super::recovery::{LiveError, check_live};
 use super::wire::{Report, SessionKey, SessionStats};
 
 /// What the client ordered a party's session to do.
@@ -43,6 +44,9 @@ pub(crate) struct Progress {
 #[derive(Debug)]
 pub struct SessionControl {
     key: SessionKey,
+    /// The session's participants and quorum, which every resume order is checked against.
+    participants: Vec<PartyId>,
+    th: Threshold,
     /// The thread stops at its next round once this reaches its epoch.
     pause_epoch: AtomicI64,
     aborted: AtomicBool,
@@ -53,10 +57,12 @@ pub struct SessionControl {
 }
 
 impl SessionControl {
-    /// The control of session `key`.
-    pub fn new(key: SessionKey) -> Self {
+    /// The control of session `key` run by `participants` of an `th` quorum.
+    pub fn new(key: SessionKey, participants: Vec<PartyId>, th: Threshold) -> Self {
         SessionControl {
             key,
+            participants,
+            th,
             pause_epoch: AtomicI64::new(-1),
             aborted: AtomicBool::new(false),
             frozen: AtomicBool::new(false),
@@ -68,6 +74,11 @@ impl SessionControl {
     /// The session's key.
     pub fn key(&self) -> &SessionKey {
         &self.key
+    }
+
+    /// Whether a client's resume order names a live set this session can go on with.
+    pub fn check_live(&self, live: &[PartyId]) -> Result<(), LiveError> {
+        check_live(live, &self.participants, self.th)
     }
 
     fn lock(&self) -> MutexGuard<'_, (Progress, VecDeque<Order>)> {
@@ -180,9 +191,14 @@ impl SessionControl {
 mod tests {
     use super::*;
 
+    fn control() -> SessionControl {
+        let participants = PartyId::all(3).collect();
+        SessionControl::new([0; 16], participants, Threshold::new(3, 1).unwrap())
+    }
+
     #[test]
     fn a_pause_interrupts_its_epoch_and_earlier_ones_only() {
-        let c = SessionControl::new([0; 16]);
+        let c = control();
         assert!(!c.interrupted(0));
         c.pause(1);
         assert!(c.interrupted(0) && c.interrupted(1) && !c.interrupted(2));
@@ -193,7 +209,7 @@ mod tests {
 
     #[test]
     fn a_report_waits_for_the_thread_to_stop() {
-        let c = std::sync::Arc::new(SessionControl::new([0; 16]));
+        let c = std::sync::Arc::new(control());
         let p = PartyId::from_number(2).unwrap();
         assert!(!c.report(p, Duration::from_millis(1)).stopped);
         let c2 = std::sync::Arc::clone(&c);

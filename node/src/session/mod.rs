@@ -60,6 +60,9 @@ pub enum SessionError {
         /// Where this party is.
         at: u32,
     },
+    /// The client's resume order named a live set the session cannot go on with.
+    #[error("refused the resume order: {0}")]
+    Live(#[from] recovery::LiveError),
     /// The client did not decide after a stall.
     #[error(
         "no decision from the client within {limit:?} after the session stopped at unit {unit}"

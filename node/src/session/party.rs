@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use super::SessionError;
 use super::control::{Order, SessionControl};
 use super::io::{FrameError, PartyIo, Peer};
+use super::recovery::check_live;
 use super::rounds::{EpochTransport, RECV_SLICE};
 use super::wire::{
     Control, Selection, SessionRequest, SessionStats, Stream, decode_shares, encode_shares,
@@ -274,6 +275,9 @@ impl<F: PartyIo> PartySession<F> {
         live: &[PartyId],
         redo: u32,
     ) -> Result<(), SessionError> {
+        // Again here, not only in the control handler: whatever hands this thread an order,
+        // an index outside the session must never reach the transport.
+        check_live(live, &self.request.participants, self.th)?;
         let g = &self.request.generation;
         if !run.checkpoints.contains_key(&redo) && !g.client_input(redo) {
             return Err(SessionError::NoCheckpoint(redo));

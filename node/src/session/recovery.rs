@@ -122,6 +122,96 @@ pub fn after_pause(state: &SessionState, answers: &[(PartyId, PauseAnswer)]) -> 
     Directive::Fail(msg)
 }
 
+/// Why a party refuses the live set of a resume order: each says what was wrong and what a
+/// correct client sends instead. Checked on receipt, before the order reaches the session.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LiveError {
+    /// A party number beyond the quorum (party 0 never decodes: see [`PartyId`]).
+    #[error(
+        "party {party} in the live set is outside the {n}-party quorum: name parties 1..={n} only"
+    )]
+    OutOfRange {
+        /// The party named.
+        party: PartyId,
+        /// The quorum's size.
+        n: usize,
+    },
+    /// A party that was never a participant of the session.
+    #[error(
+        "party {party} in the live set is not a participant of this session ({participants:?}): resume with participants only"
+    )]
+    NotParticipant {
+        /// The party named.
+        party: PartyId,
+        /// The session's participants.
+        participants: Vec<PartyId>,
+    },
+    /// A party named twice, or the set out of order.
+    #[error(
+        "the live set {live:?} repeats or misorders party {party}: send distinct parties in increasing order"
+    )]
+    NotSorted {
+        /// The first party out of place.
+        party: PartyId,
+        /// The set as received.
+        live: Vec<PartyId>,
+    },
+    /// Fewer parties than a quorum needs to go on.
+    #[error(
+        "the live set has {got} parties, a (n={n}, t={t}) quorum needs at least {need} to go on"
+    )]
+    TooFew {
+        /// Parties named.
+        got: usize,
+        /// Parties needed (`2t + 1`).
+        need: usize,
+        /// The quorum's size.
+        n: usize,
+        /// Its threshold.
+        t: usize,
+    },
+}
+
+/// Checks a resume order's live set against the session it is for: distinct parties in
+/// increasing order, each in range and a participant, at least `2t + 1` of them. A party never
+/// trusts a client's live set: an index outside the session would address a party that holds
+/// none of its state, and a short set could not compute anything.
+pub fn check_live(
+    live: &[PartyId],
+    participants: &[PartyId],
+    th: Threshold,
+) -> Result<(), LiveError> {
+    let (n, t) = (th.n(), th.t());
+    for (i, &party) in live.iter().enumerate() {
+        if party.index() >= n {
+            return Err(LiveError::OutOfRange { party, n });
+        }
+        if i > 0 && live[i - 1] >= party {
+            return Err(LiveError::NotSorted {
+                party,
+                live: live.to_vec(),
+            });
+        }
+        if !participants.contains(&party) {
+            return Err(LiveError::NotParticipant {
+                party,
+                participants: participants.to_vec(),
+            });
+        }
+    }
+    let need = 2 * t + 1;
+    if live.len() < need {
+        return Err(LiveError::TooFew {
+            got: live.len(),
+            need,
+            n,
+            t,
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +396,43 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn parties(numbers: &[u8]) -> Vec<PartyId> {
+        numbers.iter().map(|&i| p(i)).collect()
+    }
+
+    #[test]
+    fn a_live_set_must_be_distinct_sorted_participants_enough_for_a_quorum() {
+        let th = Threshold::new(5, 1).unwrap();
+        let participants = parties(&[1, 2, 3, 4]);
+        let check = |live: &[u8]| check_live(&parties(live), &participants, th);
+        assert_eq!(check(&[1, 2, 3]), Ok(()));
+        assert_eq!(check(&[2, 3, 4]), Ok(()));
+        assert_eq!(
+            check(&[1, 2, 9]),
+            Err(LiveError::OutOfRange { party: p(9), n: 5 })
+        );
+        assert!(matches!(
+            check(&[1, 2, 5]),
+            Err(LiveError::NotParticipant { party, .. }) if party == p(5)
+        ));
+        assert!(matches!(
+            check(&[1, 2, 2, 3]),
+            Err(LiveError::NotSorted { party, .. }) if party == p(2)
+        ));
+        assert!(matches!(
+            check(&[3, 2, 1]),
+            Err(LiveError::NotSorted { party, .. }) if party == p(2)
+        ));
+        assert!(matches!(
+            check(&[1, 2]),
+            Err(LiveError::TooFew {
+                got: 2,
+                need: 3,
+                ..
+            })
+        ));
+        assert!(matches!(check(&[]), Err(LiveError::TooFew { got: 0, .. })));
     }
 }

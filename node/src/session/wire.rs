@@ -422,6 +422,27 @@ mod tests {
     }
 
     #[test]
+    fn a_resume_naming_party_0_does_not_decode() {
+        let resume = Control::Resume {
+            key: [0; 16],
+            epoch: 1,
+            live: vec![party(1), party(2), party(3)],
+            redo: 0,
+        };
+        let mut body = encode(&resume);
+        // The live set is the only place the bytes [3, 1, 2, 3] occur (length, then numbers).
+        let at = body
+            .windows(4)
+            .position(|w| w == [3, 1, 2, 3])
+            .expect("the encoded live set");
+        body[at + 1] = 0;
+        assert!(matches!(
+            decode::<Control>(&body),
+            Err(WireError::Control(_))
+        ));
+    }
+
+    #[test]
     fn frame_sessions_differ_per_stream_and_epoch() {
         let k = [7u8; 16];
         let ids = [
