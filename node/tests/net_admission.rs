@@ -73,7 +73,11 @@ fn a_node_on_another_device_than_its_share_files_refuses_to_start() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!mesh.node(3).alive(), "node 3 kept running");
-    assert!(mesh.node(3).log_text().contains(&mesh.client_peer.to_string()));
+    assert!(
+        mesh.node(3)
+            .log_text()
+            .contains(&mesh.client_peer.to_string())
+    );
 }
 
 #[test]
@@ -81,7 +85,10 @@ fn a_client_not_in_clients_is_refused() {
     let mut mesh = Mesh::new(3, 1);
     mesh.start_all();
     let mut args = ask_args(&mesh, &[1, 2, 3], 4);
-    let i = args.iter().position(|a| a == "--identity").expect("--identity");
+    let i = args
+        .iter()
+        .position(|a| a == "--identity")
+        .expect("--identity");
     args[i + 1] = mesh.path("stranger.key").display().to_string();
     if let Some(i) = args.iter().position(|a| a == "--connect-timeout") {
         args[i + 1] = "6".into();
@@ -90,7 +97,8 @@ fn a_client_not_in_clients_is_refused() {
     assert!(!out.status.success(), "ask succeeded: {}", out.stdout);
     for i in 1..=3 {
         assert!(
-            mesh.node(i).wait_for_log("refused", Duration::from_secs(10)),
+            mesh.node(i)
+                .wait_for_log("refused", Duration::from_secs(10)),
             "node {i} did not report the refused connection\n{}",
             mesh.logs()
         );

@@ -41,7 +41,12 @@ fn device_args(n: usize) -> Vec<String> {
 fn provision(n: usize, t: usize, out: &str, extra: &[&str]) -> Output {
     let mut args: Vec<String> = vec!["provision".into()];
     args.extend(device_args(n));
-    args.extend(["--threshold".into(), t.to_string(), "--out".into(), out.into()]);
+    args.extend([
+        "--threshold".into(),
+        t.to_string(),
+        "--out".into(),
+        out.into(),
+    ]);
     args.extend(extra.iter().map(|a| (*a).to_owned()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     sotto(&args)
@@ -98,15 +103,26 @@ fn provision_needs_one_distinct_device_per_party() {
     let out_s = out.to_str().expect("utf-8");
     let r = provision(3, 1, out_s, &["--parties", "5"]);
     assert!(!r.status.success());
-    assert!(text(&r.stderr).contains("one --device"), "{}", text(&r.stderr));
-    let peer = mesh_net::Keypair::generate_ed25519().public().to_peer_id().to_string();
+    assert!(
+        text(&r.stderr).contains("one --device"),
+        "{}",
+        text(&r.stderr)
+    );
+    let peer = mesh_net::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id()
+        .to_string();
     let mut args = vec!["provision", "--out", out_s];
     for _ in 0..3 {
         args.extend(["--device", &peer]);
     }
     let r = sotto(&args);
     assert!(!r.status.success());
-    assert!(text(&r.stderr).contains("parties 1 and 2"), "{}", text(&r.stderr));
+    assert!(
+        text(&r.stderr).contains("parties 1 and 2"),
+        "{}",
+        text(&r.stderr)
+    );
     assert!(!out.exists(), "nothing written for a refused request");
 }
 

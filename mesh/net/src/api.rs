@@ -9,7 +9,7 @@ use libp2p::{Multiaddr, PeerId};
 use mesh::{Endpoint, PartyId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::NetError;
+use crate::error::{DialFailure, NetError};
 use crate::frame::{MpcFrame, SessionId};
 use crate::quorum::{Announcement, QuorumConflict, QuorumView, ShareSummary};
 
@@ -119,6 +119,12 @@ pub(crate) enum Command {
     },
     Rtts {
         reply: oneshot::Sender<HashMap<PeerId, Duration>>,
+    },
+    DialFailures {
+        reply: oneshot::Sender<Vec<(PeerId, DialFailure)>>,
+    },
+    Instances {
+        reply: oneshot::Sender<HashMap<PeerId, Vec<Vec<Multiaddr>>>>,
     },
     Shutdown,
 }

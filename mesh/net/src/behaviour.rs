@@ -6,15 +6,18 @@
 //! complete a Noise handshake, and the allow-list is the first behaviour, so a connection from
 //! a peer that is not on it is closed before any protocol handler exists for it.
 
+use std::net::{IpAddr, SocketAddr};
+
 use libp2p::core::upgrade::Version;
 use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
 use libp2p::pnet::PnetConfig;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{
-    Swarm, SwarmBuilder, Transport, allow_block_list, connection_limits, identify, mdns, noise,
-    ping, tcp, yamux,
+    Multiaddr, Swarm, SwarmBuilder, Transport, allow_block_list, connection_limits, identify, mdns,
+    noise, ping, tcp, yamux,
 };
 
 use crate::config::NetConfig;
@@ -115,4 +118,43 @@ pub(crate) fn build_swarm(
         .with_connection_timeout(config.handshake_timeout)
         .build();
     Ok(swarm)
+}
+
+/// Refuses a TCP listen address whose port another socket holds.
+///
+/// libp2p's TCP transport binds every listen socket with `SO_REUSEPORT` (and has no option to
+/// turn it off), so a second node on a taken port would bind it too, print "listening" and
+/// take a share of the first one's connections. A plain bind, without `SO_REUSEPORT`, fails
+/// while any other socket listens on the port: try one and let it go at once. (Two nodes
+/// starting in the same instant can still both pass; the check is for the common mistake of
+/// starting a node twice.) Port 0 and non-TCP addresses are left to libp2p.
+pub(crate) fn check_port_free(addr: &Multiaddr) -> Result<(), NetError> {
+    let mut ip = None;
+    let mut port = None;
+    for protocol in addr.iter() {
+        match protocol {
+            Protocol::Ip4(a) => ip = Some(IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(IpAddr::V6(a)),
+            Protocol::Tcp(p) => port = Some(p),
+            _ => {}
+        }
+    }
+    let (Some(ip), Some(port)) = (ip, port) else {
+        return Ok(());
+    };
+    if port == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind(SocketAddr::new(ip, port)) {
+        Ok(probe) => {
+            drop(probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(NetError::AddressInUse {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        }),
+        // Anything else (not a local address, ...) is libp2p's to report.
+        Err(_) => Ok(()),
+    }
 }

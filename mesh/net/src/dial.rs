@@ -2,14 +2,18 @@
 //! redialed while disconnected, with a tie-break so two nodes that know each other do not dial
 //! each other at the same moment.
 //!
-//! Plain bookkeeping, no I/O: the event loop asks [`DialPolicy::dial_now`] and dials.
+//! Plain bookkeeping, no I/O: the event loop asks [`DialPolicy::dial_now`] and dials, and tells
+//! it how each attempt ended, so that a client can say why a device is unreachable
+//! ([`classify`], [`DialFailure`]) instead of waiting out its timeout with no reason.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use libp2p::swarm::DialError;
 use libp2p::{Multiaddr, PeerId};
 
 use crate::config::{ConfigError, static_peer_id};
+use crate::error::{DialFailure, describe};
 
 /// The dial policy of one node.
 pub(crate) struct DialPolicy {
@@ -23,6 +27,8 @@ pub(crate) struct DialPolicy {
     discovered: HashSet<PeerId>,
     /// Since when each not-yet-connected peer has been wanted.
     wanted: HashMap<PeerId, Instant>,
+    /// How the last attempt to reach each peer failed, until it announces itself.
+    failures: HashMap<PeerId, DialFailure>,
 }
 
 impl DialPolicy {
@@ -39,7 +45,31 @@ impl DialPolicy {
             static_peers: HashMap::new(),
             discovered: HashSet::new(),
             wanted: HashMap::new(),
+            failures: HashMap::new(),
         }
+    }
+
+    /// A dial of `peer` failed.
+    pub(crate) fn failed(&mut self, peer: PeerId, failure: DialFailure) {
+        self.failures.insert(peer, failure);
+    }
+
+    /// The last connection to `peer` closed before it announced itself: it did not admit us.
+    pub(crate) fn closed_unannounced(&mut self, peer: PeerId) {
+        self.failures.insert(peer, DialFailure::NotAdmitted);
+    }
+
+    /// `peer` announced itself: reached.
+    pub(crate) fn reached(&mut self, peer: PeerId) {
+        self.failures.remove(&peer);
+    }
+
+    /// The last failure of each peer not reached since, by peer ID.
+    pub(crate) fn failures(&self) -> Vec<(PeerId, DialFailure)> {
+        let mut all: Vec<(PeerId, DialFailure)> =
+            self.failures.iter().map(|(p, f)| (*p, f.clone())).collect();
+        all.sort_by_key(|(p, _)| *p);
+        all
     }
 
     /// Adds a static peer address (`.../p2p/<peer id>`); the peer must be on the allow-list.
@@ -116,8 +146,77 @@ impl DialPolicy {
     }
 }
 
+/// What a failed dial means for the user; `None` for attempts that were not failures of the
+/// peer (a dial skipped because one was under way, or aborted by us).
+pub(crate) fn classify(error: &DialError) -> Option<DialFailure> {
+    match error {
+        DialError::DialPeerConditionFalse(_) | DialError::Aborted => None,
+        DialError::WrongPeerId { obtained, .. } => Some(DialFailure::WrongPeer {
+            obtained: *obtained,
+        }),
+        DialError::Denied { cause } => Some(DialFailure::Other {
+            detail: format!("refused by this node: {cause}"),
+        }),
+        DialError::Transport(attempts) => {
+            let failures: Vec<DialFailure> = attempts
+                .iter()
+                .map(|(_, e)| classify_transport(e))
+                .collect();
+            // One address that answered says more than others that did not.
+            failures
+                .iter()
+                .find(|f| !matches!(f, DialFailure::Refused | DialFailure::NoAnswer))
+                .or_else(|| failures.iter().find(|f| **f == DialFailure::NoAnswer))
+                .or(failures.first())
+                .cloned()
+        }
+        other => Some(DialFailure::Other {
+            detail: other.to_string(),
+        }),
+    }
+}
+
+/// One address's transport error: refused and timed out are told by the I/O errors in the
+/// chain; whatever else failed happened after TCP connected, in the handshake.
+fn classify_transport(error: &(dyn std::error::Error + 'static)) -> DialFailure {
+    let mut next = Some(error);
+    let mut timed_out = false;
+    while let Some(e) = next {
+        // libp2p's transport timeout (`TransportTimeoutError::Timeout`) is generic over the
+        // inner error and cannot be downcast: its text is all there is.
+        let text = e.to_string();
+        timed_out |= text == "Timeout has been reached";
+        // Some layers print the TCP error without handing it out as a source; the
+        // operating system's text is then all there is.
+        if text.contains("Connection refused") {
+            return DialFailure::Refused;
+        }
+        next = e.source();
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return DialFailure::Refused,
+                std::io::ErrorKind::TimedOut => timed_out = true,
+                _ => {}
+            }
+            // An `io::Error` wrapping another error reports that error's source, not the
+            // error itself: look inside.
+            if let Some(inner) = io.get_ref() {
+                next = Some(inner);
+            }
+        }
+    }
+    if timed_out {
+        DialFailure::NoAnswer
+    } else {
+        DialFailure::HandshakeFailed {
+            detail: describe(error),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use libp2p::TransportError;
     use libp2p::multiaddr::Protocol;
 
     use super::*;
@@ -211,5 +310,54 @@ mod tests {
             Some(vec![addr_of(friend, 4004)]),
             "each address once"
         );
+    }
+
+    fn transport(error: std::io::Error) -> DialError {
+        let addr: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
+        DialError::Transport(vec![(addr, TransportError::Other(error))])
+    }
+
+    /// An I/O error wrapping `cause`, as libp2p's boxed transport hands them over.
+    fn wrapped(cause: std::io::Error) -> std::io::Error {
+        std::io::Error::other(cause)
+    }
+
+    #[test]
+    fn each_dial_failure_is_told_apart() {
+        use std::io::{Error, ErrorKind};
+        let refused = Error::new(ErrorKind::ConnectionRefused, "connection refused");
+        assert_eq!(
+            classify(&transport(wrapped(refused))),
+            Some(DialFailure::Refused)
+        );
+        let timeout = Error::new(ErrorKind::TimedOut, "timed out");
+        assert_eq!(
+            classify(&transport(wrapped(timeout))),
+            Some(DialFailure::NoAnswer)
+        );
+        let garbage = Error::new(ErrorKind::InvalidData, "multistream-select: bad message");
+        assert!(matches!(
+            classify(&transport(wrapped(garbage))),
+            Some(DialFailure::HandshakeFailed { detail }) if detail.contains("multistream")
+        ));
+        let obtained = PeerId::random();
+        let wrong = DialError::WrongPeerId {
+            obtained,
+            address: "/ip4/127.0.0.1/tcp/1".parse().unwrap(),
+        };
+        assert_eq!(classify(&wrong), Some(DialFailure::WrongPeer { obtained }));
+        assert_eq!(classify(&DialError::Aborted), None);
+    }
+
+    #[test]
+    fn a_failure_is_kept_until_the_peer_announces_itself() {
+        let (me, friend) = ordered();
+        let mut p = DialPolicy::new(me, HashSet::from([friend]), INTERVAL);
+        p.failed(friend, DialFailure::Refused);
+        assert_eq!(p.failures(), vec![(friend, DialFailure::Refused)]);
+        p.closed_unannounced(friend);
+        assert_eq!(p.failures(), vec![(friend, DialFailure::NotAdmitted)]);
+        p.reached(friend);
+        assert!(p.failures().is_empty());
     }
 }

@@ -1,6 +1,6 @@
 //! The network layer's error type.
 
-use libp2p::Multiaddr;
+use libp2p::{Multiaddr, PeerId};
 use mesh::{Endpoint, PartyId};
 
 use crate::config::ConfigError;
@@ -29,12 +29,23 @@ pub enum NetError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// Listening failed (address in use, not local, ...).
+    /// Listening failed (address not local, not TCP, ...).
     #[error("could not listen on {addr}: {reason}")]
     Listen {
         /// The address.
         addr: Multiaddr,
-        /// Why.
+        /// Why (the whole chain of causes).
+        reason: String,
+    },
+    /// Another socket holds the port (libp2p would have shared it, see
+    /// `behaviour::check_port_free`).
+    #[error(
+        "could not listen on {addr}: address already in use ({reason}); another program, perhaps a second `sotto run` of this device, holds that port: stop it, or give this node another port in its listen address"
+    )]
+    AddressInUse {
+        /// The address.
+        addr: Multiaddr,
+        /// What the operating system said.
         reason: String,
     },
     /// No message arrived before the deadline.
@@ -107,4 +118,89 @@ pub enum NetError {
         /// 2t+1.
         required: usize,
     },
+}
+
+/// Why the last attempt to reach a peer failed, as far as this node can tell (see
+/// [`crate::NetHandle::dial_failures`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialFailure {
+    /// Nothing listens at the address (TCP connection refused).
+    #[error(
+        "connection refused: nothing listens at that address; check that `sotto run` runs there and that the address and port are right"
+    )]
+    Refused,
+    /// TCP connected, but the mesh handshake (pre-shared key, then Noise) failed.
+    #[error(
+        "handshake failed ({detail}): the device answered but the mesh handshake did not complete; most likely its mesh key differs from --psk"
+    )]
+    HandshakeFailed {
+        /// The transport's reason.
+        detail: String,
+    },
+    /// The connection was made, then closed by the peer before it announced itself: it does
+    /// not admit this node.
+    #[error(
+        "not admitted: the device accepted the connection, then closed it; add this node's peer ID to its node.toml (`clients` for a client; a device must be in the share files' roster)"
+    )]
+    NotAdmitted,
+    /// Nothing answered before the handshake timeout. A device with another mesh key looks
+    /// the same from here: it reads our handshake as noise and waits for more.
+    #[error(
+        "no answer within the handshake timeout: the device is off or unreachable, the address is wrong, or its mesh key differs from --psk"
+    )]
+    NoAnswer,
+    /// A device answered at the address, but with another identity.
+    #[error(
+        "wrong peer ID: the device at that address is {obtained}; correct the /p2p/ part of the address"
+    )]
+    WrongPeer {
+        /// The peer ID the device proved.
+        obtained: PeerId,
+    },
+    /// Anything else.
+    #[error("{detail}")]
+    Other {
+        /// What libp2p said.
+        detail: String,
+    },
+}
+
+/// An error and its causes in one line. Some libp2p errors print nothing themselves (a
+/// `TransportError::Other` keeps its cause in `source()`), which left "could not listen on
+/// ...: " with an empty reason.
+pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        // A wrapper often repeats its cause's text; say each thing once.
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    if parts.is_empty() {
+        return "unknown error (the network stack gave no reason)".to_owned();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use libp2p::TransportError;
+
+    use super::*;
+
+    #[test]
+    fn a_silent_transport_error_is_described_by_its_cause() {
+        let cause = std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "cannot assign");
+        let silent: TransportError<std::io::Error> = TransportError::Other(cause);
+        assert_eq!(
+            silent.to_string(),
+            "",
+            "the libp2p error itself says nothing"
+        );
+        assert_eq!(describe(&silent), "cannot assign");
+    }
 }

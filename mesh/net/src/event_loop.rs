@@ -18,7 +18,7 @@ use futures::StreamExt;
 use libp2p::core::transport::ListenerId;
 use libp2p::request_response::{self, Message, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{DialError, ListenError, SwarmEvent};
+use libp2p::swarm::{ConnectionId, DialError, ListenError, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, connection_limits, identify, mdns, ping};
 use mesh::Endpoint;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -26,10 +26,10 @@ use tokio::time::Instant;
 use tracing::{debug, info, trace, warn};
 
 use crate::api::{Command, ControlRequest, NetEvent, Reply};
-use crate::behaviour::{Behaviour, BehaviourEvent};
+use crate::behaviour::{Behaviour, BehaviourEvent, check_port_free};
 use crate::control::ControlBook;
 use crate::dial::DialPolicy;
-use crate::error::NetError;
+use crate::error::{NetError, describe};
 use crate::frame::{Ack, LENGTH_PREFIX_BYTES, MPC_PROTOCOL, MpcFrame, Rejection, wire_number};
 use crate::link::LinkProfile;
 use crate::membership::Membership;
@@ -91,6 +91,9 @@ pub struct EventLoop {
     redial_interval: Duration,
     /// Last measured ping round trip per connected peer.
     rtts: HashMap<PeerId, Duration>,
+    /// The listen addresses each connection's peer reported (identify). One peer ID whose
+    /// connections report different ones runs twice: see [`crate::NetHandle::instances`].
+    listen_addrs: HashMap<(PeerId, ConnectionId), Vec<Multiaddr>>,
     control_tx: mpsc::Sender<ControlRequest>,
     /// Whether anyone took the control requests (until then they are refused at once).
     control_taken: Arc<AtomicBool>,
@@ -174,6 +177,7 @@ impl EventLoop {
             links: HashMap::new(),
             redial_interval: settings.redial_interval,
             rtts: HashMap::new(),
+            listen_addrs: HashMap::new(),
             control_tx: settings.control_tx,
             control_taken: settings.control_taken,
             self_commands: settings.self_commands,
@@ -298,6 +302,40 @@ impl EventLoop {
         }
     }
 
+    fn listen(&mut self, addr: Multiaddr, reply: oneshot::Sender<Result<Multiaddr, NetError>>) {
+        let listening = check_port_free(&addr).and_then(|()| {
+            self.swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Listen {
+                    addr: addr.clone(),
+                    reason: describe(&e),
+                })
+        });
+        match listening {
+            Ok(id) => {
+                self.pending_listens.insert(id, (addr, reply));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// The distinct listen-address sets each connected peer's connections reported.
+    fn instances(&self) -> HashMap<PeerId, Vec<Vec<Multiaddr>>> {
+        let mut out: HashMap<PeerId, Vec<Vec<Multiaddr>>> = HashMap::new();
+        for ((peer, _), addrs) in &self.listen_addrs {
+            let sets = out.entry(*peer).or_default();
+            if !sets.contains(addrs) {
+                sets.push(addrs.clone());
+            }
+        }
+        for sets in out.values_mut() {
+            sets.sort();
+        }
+        out
+    }
+
     fn send_control(&mut self, peer: PeerId, body: Vec<u8>, reply: Reply) {
         if !self.swarm.is_connected(&peer) {
             let _ = reply.send(Err(NetError::Control {
@@ -325,17 +363,7 @@ impl EventLoop {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Listen { addr, reply } => match self.swarm.listen_on(addr.clone()) {
-                Ok(id) => {
-                    self.pending_listens.insert(id, (addr, reply));
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(NetError::Listen {
-                        addr,
-                        reason: e.to_string(),
-                    }));
-                }
-            },
+            Command::Listen { addr, reply } => self.listen(addr, reply),
             Command::AddStaticPeer { addr, reply } => {
                 let _ = reply.send(self.add_static_peer(addr));
             }
@@ -377,6 +405,12 @@ impl EventLoop {
             }
             Command::Rtts { reply } => {
                 let _ = reply.send(self.rtts.clone());
+            }
+            Command::DialFailures { reply } => {
+                let _ = reply.send(self.dials.failures());
+            }
+            Command::Instances { reply } => {
+                let _ = reply.send(self.instances());
             }
             // Handled by `run`.
             Command::Shutdown => {}
@@ -583,6 +617,7 @@ impl EventLoop {
         if !self.swarm.is_connected(&peer) {
             return;
         }
+        self.dials.reached(peer);
         for event in self.members.record(peer, announcement) {
             self.emit(event);
         }
@@ -610,6 +645,18 @@ impl EventLoop {
         }
     }
 
+    fn connection_closed(&mut self, peer: PeerId, connection: ConnectionId, left: u32) {
+        self.listen_addrs.remove(&(peer, connection));
+        if left == 0 {
+            if !self.members.heard_from(&peer) {
+                // Every node announces itself (or that it is a client) at once: a peer that
+                // hung up first did not admit us.
+                self.dials.closed_unannounced(peer);
+            }
+            self.peer_gone(peer);
+        }
+    }
+
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr {
@@ -630,7 +677,7 @@ impl EventLoop {
                 if let Some((addr, reply)) = self.pending_listens.remove(&listener_id) {
                     let reason = match reason {
                         Ok(()) => "listener closed".to_owned(),
-                        Err(e) => e.to_string(),
+                        Err(e) => describe(&e),
                     };
                     let _ = reply.send(Err(NetError::Listen { addr, reason }));
                 }
@@ -656,14 +703,13 @@ impl EventLoop {
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
+                connection_id,
                 num_established,
                 cause,
                 ..
             } => {
                 debug!(peer = %peer_id, cause = ?cause, "connection closed");
-                if num_established == 0 {
-                    self.peer_gone(peer_id);
-                }
+                self.connection_closed(peer_id, connection_id, num_established);
             }
             SwarmEvent::IncomingConnectionError {
                 send_back_addr,
@@ -684,6 +730,9 @@ impl EventLoop {
                 });
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                if let (Some(peer), Some(failure)) = (peer_id, crate::dial::classify(&error)) {
+                    self.dials.failed(peer, failure);
+                }
                 // Static peers that are down are routine; a denial is not.
                 if matches!(error, DialError::Denied { .. }) {
                     if let Some(suppressed) = self.throttled(peer_id, Warning::Denied) {
@@ -717,8 +766,16 @@ impl EventLoop {
                     self.dials.expired(peer);
                 }
             }
-            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+            BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                connection_id,
+                info,
+            }) => {
                 debug!(peer = %peer_id, agent = %info.agent_version, "identified");
+                let mut addrs = info.listen_addrs;
+                addrs.sort();
+                addrs.dedup();
+                self.listen_addrs.insert((peer_id, connection_id), addrs);
             }
             BehaviourEvent::Control(event) => self.on_control_event(event),
             BehaviourEvent::Ping(ping::Event { peer, result, .. }) => match result {

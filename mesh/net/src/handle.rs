@@ -12,9 +12,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::info;
 
 use crate::api::{Command, ControlRequest, NetEvent};
-use crate::behaviour::build_swarm;
+use crate::behaviour::{build_swarm, check_port_free};
 use crate::config::{ConfigError, NetConfig};
-use crate::error::NetError;
+use crate::error::{DialFailure, NetError, describe};
 use crate::event_loop::{EventLoop, LoopSettings};
 use crate::frame::{CLIENT, FrameError, LENGTH_PREFIX_BYTES, MpcFrame, SessionId};
 use crate::quorum::{Announcement, Quorum, QuorumView, ShareSummary};
@@ -37,11 +37,12 @@ pub fn new(config: NetConfig, keypair: Keypair) -> Result<(NetHandle, EventLoop)
     let local_peer_id = keypair.public().to_peer_id();
     let mut swarm = build_swarm(&config, keypair)?;
     for addr in &config.listen {
+        check_port_free(addr)?;
         swarm
             .listen_on(addr.clone())
             .map_err(|e| NetError::Listen {
                 addr: addr.clone(),
-                reason: e.to_string(),
+                reason: describe(&e),
             })?;
     }
     info!(
@@ -300,6 +301,19 @@ impl NetHandle {
     /// The last ping round trip to each connected peer.
     pub async fn rtts(&self) -> Result<HashMap<PeerId, Duration>, NetError> {
         self.request(|reply| Command::Rtts { reply }).await
+    }
+
+    /// Why each peer this node tried to reach is not reached (the last failed attempt, until
+    /// the peer announces itself), by peer ID.
+    pub async fn dial_failures(&self) -> Result<Vec<(PeerId, DialFailure)>, NetError> {
+        self.request(|reply| Command::DialFailures { reply }).await
+    }
+
+    /// For each connected peer, the distinct sets of listen addresses its connections
+    /// reported. More than one set: two processes run with that peer ID (a device started
+    /// twice, or a copied identity); frames to it then reach either, at random.
+    pub async fn instances(&self) -> Result<HashMap<PeerId, Vec<Vec<Multiaddr>>>, NetError> {
+        self.request(|reply| Command::Instances { reply }).await
     }
 
     /// Stops the event loop (the swarm closes every connection).

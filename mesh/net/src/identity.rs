@@ -45,7 +45,7 @@ pub enum IdentityError {
         path: PathBuf,
     },
     /// The file does not hold a valid key.
-    #[error("{path} does not hold a valid {what}: {reason}; delete it to generate a new one")]
+    #[error("{path} does not hold a valid {what}: {reason}; {remedy}")]
     Invalid {
         /// The file.
         path: PathBuf,
@@ -53,8 +53,29 @@ pub enum IdentityError {
         what: &'static str,
         /// Decoder message.
         reason: String,
+        /// What the user can do about it (true for what the code does: an identity is
+        /// created when missing, a mesh key never is).
+        remedy: &'static str,
+    },
+    /// The mesh key file does not exist. Nothing creates it on its own: every device and
+    /// client must share the same key, so a key made up on one device would lock it out.
+    #[error("{path} does not exist; {}", PSK_REMEDY)]
+    PskMissing {
+        /// The file.
+        path: PathBuf,
     },
 }
+
+/// How to get a mesh key file: one key, made once, copied to every device and client.
+const PSK_REMEDY: &str = "the mesh key is made once and copied to every device and client: copy \
+     the mesh's key file from another device, or for a new mesh create one with \
+     `printf '/key/swarm/psk/1.0.0/\\n/base16/\\n%s\\n' \"$(od -An -tx1 -N32 /dev/urandom | tr -d ' \\n')\" > mesh.psk && chmod 600 mesh.psk` \
+     (docs/deployment.md)";
+
+/// What to do about a corrupt identity file: sotto creates one when the file is missing.
+const IDENTITY_REMEDY: &str = "move it away to have a new identity created at the next start \
+     (the device then gets a new peer ID, which must replace the old one in the other devices' \
+     allow-lists), or restore the file from a backup";
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
     move |error| IdentityError::Io {
@@ -124,6 +145,7 @@ pub fn load_identity(path: &Path) -> Result<Keypair, IdentityError> {
         path: path.to_owned(),
         what: "node identity",
         reason: e.to_string(),
+        remedy: IDENTITY_REMEDY,
     })
 }
 
@@ -142,6 +164,7 @@ pub fn load_or_generate_identity(path: &Path) -> Result<Keypair, IdentityError> 
                     path: path.to_owned(),
                     what: "node identity",
                     reason: e.to_string(),
+                    remedy: IDENTITY_REMEDY,
                 })?,
         );
     match create_secret(path, &encoded) {
@@ -175,11 +198,19 @@ pub fn write_psk(path: &Path, psk: &PreSharedKey) -> Result<(), IdentityError> {
 
 /// Loads a mesh pre-shared key written by [`write_psk`] (or any libp2p `swarm.key`).
 pub fn load_psk(path: &Path) -> Result<PreSharedKey, IdentityError> {
-    let bytes = read_secret(path)?;
+    let bytes = read_secret(path).map_err(|e| match e {
+        IdentityError::Io { error, .. } if error.kind() == std::io::ErrorKind::NotFound => {
+            IdentityError::PskMissing {
+                path: path.to_owned(),
+            }
+        }
+        other => other,
+    })?;
     let invalid = |reason: String| IdentityError::Invalid {
         path: path.to_owned(),
         what: "mesh pre-shared key",
         reason,
+        remedy: PSK_REMEDY,
     };
     let text = std::str::from_utf8(&bytes).map_err(|e| invalid(e.to_string()))?;
     text.parse::<PreSharedKey>()
@@ -218,6 +249,28 @@ mod tests {
         create_secret(&path, b"not a key").unwrap();
         let err = load_identity(&path).unwrap_err();
         assert!(matches!(err, IdentityError::Invalid { .. }));
-        assert!(err.to_string().contains("delete it"));
+        // What the code does: a missing identity is created at the next start.
+        assert!(err.to_string().contains("new identity created"), "{err}");
+        assert!(!err.to_string().contains("delete it"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_or_missing_mesh_key_says_how_to_get_one_and_nothing_creates_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mesh.psk");
+        create_secret(&path, b"/key/swarm/psk/1.0.0/\n/base16/\nnot hex\n").unwrap();
+        let err = load_psk(&path).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, IdentityError::Invalid { .. }), "{text}");
+        // Never "delete it to generate a new one": nothing generates a mesh key.
+        assert!(!text.contains("delete it"), "{text}");
+        assert!(text.contains("copy the mesh's key file"), "{text}");
+        assert!(text.contains("/dev/urandom"), "{text}");
+
+        let missing = dir.path().join("absent.psk");
+        let err = load_psk(&missing).unwrap_err();
+        assert!(matches!(err, IdentityError::PskMissing { .. }), "{err}");
+        assert!(err.to_string().contains("/dev/urandom"), "{err}");
+        assert!(!missing.exists(), "loading never creates a mesh key");
     }
 }

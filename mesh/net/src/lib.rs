@@ -64,7 +64,7 @@ mod transport;
 
 pub use api::{ControlRequest, NetEvent};
 pub use config::{ConfigError, NetConfig};
-pub use error::NetError;
+pub use error::{DialFailure, NetError};
 pub use event_loop::EventLoop;
 pub use frame::{Ack, CLIENT, FrameError, MpcFrame, Rejection, SessionId};
 pub use handle::{NetHandle, new};

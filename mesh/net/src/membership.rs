@@ -69,6 +69,11 @@ impl Membership {
         self.observers.contains(peer)
     }
 
+    /// Whether `peer` announced itself (a party index, accepted or not, or none: a client).
+    pub(crate) fn heard_from(&self, peer: &PeerId) -> bool {
+        self.announced.contains_key(peer) || self.observers.contains(peer)
+    }
+
     /// Every connected peer's announcement, by party then peer.
     pub(crate) fn announcements(&self) -> Vec<(PeerId, Announcement)> {
         let mut all: Vec<(PeerId, Announcement)> = self

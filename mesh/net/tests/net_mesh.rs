@@ -671,11 +671,7 @@ async fn raw_tcp_garbage_never_reaches_the_protocol() {
 /// `max_frame_bytes`.
 async fn three_with_small_first(max_frame_bytes: usize) -> (Node, Node, Node) {
     let psk = mesh_net::generate_psk();
-    let (key_a, key_b, key_c) = (
-        device_key(1),
-        device_key(2),
-        device_key(3),
-    );
+    let (key_a, key_b, key_c) = (device_key(1), device_key(2), device_key(3));
     let allowed = vec![
         key_a.public().to_peer_id(),
         key_b.public().to_peer_id(),
@@ -971,7 +967,11 @@ async fn an_admitted_client_claiming_a_free_party_index_is_refused() {
             assert!(!view.formed, "the impostor is not counted");
         }
         // The real party 3 comes back and takes its index.
-        let real = start(test_config(psk, allowed, summary(3, 1), Some(3)), device_key(3)).await;
+        let real = start(
+            test_config(psk, allowed, summary(3, 1), Some(3)),
+            device_key(3),
+        )
+        .await;
         for node in &nodes {
             real.handle.add_static_peer(node.dial_addr()).await.unwrap();
         }

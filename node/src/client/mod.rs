@@ -6,7 +6,7 @@
 //! [`Connected::io`] is then the [`ClientIo`] that [`crate::session::generate`] runs over, and
 //! [`Connected::status`] asks every party what it sees.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -19,11 +19,14 @@ use mesh_net::{
 };
 use tokio::runtime::Handle;
 use tokio::sync::{broadcast, mpsc};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::net_io::NetFrames;
 use crate::session::wire::{Control, ModelInfo, NodeStatus, Reply, SessionKey, decode, encode};
 use crate::session::{ClientIo, Failure, FrameError, QuorumInfo};
+
+mod lock;
+pub use lock::{IdentityLock, LockError};
 
 /// How the client reaches the mesh, as the user gave it.
 #[derive(Clone, Debug, Default)]
@@ -84,7 +87,32 @@ fn parse_peer(i: usize, p: &str) -> Result<(Multiaddr, PeerId)> {
     }
 }
 
-fn load_client_key(identity: Option<&PathBuf>) -> Result<Keypair> {
+/// The client's identity as `sotto ask` and `sotto status` report it: the user needs the
+/// peer ID on every device's allow-list, and must hear when a new one was just made.
+#[derive(Clone, Debug)]
+pub struct ClientIdentity {
+    /// The identity file.
+    pub path: PathBuf,
+    /// Its peer ID.
+    pub peer: PeerId,
+    /// Whether the file was created just now (so no device can know this peer ID yet).
+    pub created: bool,
+}
+
+impl std::fmt::Display for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "client peer ID {} ({})", self.peer, self.path.display())?;
+        if self.created {
+            write!(
+                f,
+                "; this identity was just created: add the peer ID to `clients` in every device's node.toml before it can be admitted"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn load_client_key(identity: Option<&PathBuf>) -> Result<(Keypair, ClientIdentity)> {
     let identity = identity.cloned().unwrap_or_else(default_identity);
     if let Some(dir) = identity.parent()
         && !dir.as_os_str().is_empty()
@@ -92,7 +120,14 @@ fn load_client_key(identity: Option<&PathBuf>) -> Result<Keypair> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating {} for the client identity", dir.display()))?;
     }
-    net::load_or_generate_identity(&identity).context("--identity")
+    let existed = identity.exists();
+    let key = net::load_or_generate_identity(&identity).context("--identity")?;
+    let about = ClientIdentity {
+        peer: key.public().to_peer_id(),
+        path: identity,
+        created: !existed,
+    };
+    Ok((key, about))
 }
 
 impl std::fmt::Debug for Reach {
@@ -109,8 +144,13 @@ impl std::fmt::Debug for Reach {
 impl Reach {
     /// Checks and loads what `spec` names.
     pub fn resolve(spec: &ReachSpec) -> Result<Reach> {
+        Ok(Reach::resolve_with_identity(spec)?.0)
+    }
+
+    /// [`Reach::resolve`], also saying which client identity it loaded (or created).
+    pub fn resolve_with_identity(spec: &ReachSpec) -> Result<(Reach, ClientIdentity)> {
         let psk = net::load_psk(&spec.psk).context("--psk")?;
-        let key = load_client_key(spec.identity.as_ref())?;
+        let (key, about) = load_client_key(spec.identity.as_ref())?;
         let mut allowed: Vec<PeerId> = Vec::new();
         let mut peers: Vec<Multiaddr> = Vec::new();
         for (i, p) in spec.peers.iter().enumerate() {
@@ -134,7 +174,7 @@ impl Reach {
                 "--mdns needs --allow <peer id> for each device: the client dials only admitted peers"
             );
         }
-        Ok(Reach {
+        let reach = Reach {
             psk,
             key,
             peers,
@@ -142,8 +182,69 @@ impl Reach {
             mdns: spec.mdns,
             connect_timeout: spec.connect_timeout,
             gather: spec.gather,
-        })
+        };
+        Ok((reach, about))
     }
+}
+
+/// A device the client could not reach, and why.
+#[derive(Clone, Debug)]
+pub struct Unreachable {
+    /// The address the client dialed (its `--peer`), or the peer ID alone for one found by
+    /// mDNS or allowed with `--allow`.
+    pub addr: String,
+    /// Why, when a dial failed; `None`: no attempt has finished yet.
+    pub failure: Option<net::DialFailure>,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.failure {
+            Some(why) => write!(f, "{}: {why}", self.addr),
+            None => write!(f, "{}: no answer yet", self.addr),
+        }
+    }
+}
+
+fn list(unreachable: &[Unreachable]) -> String {
+    if unreachable.is_empty() {
+        return "none".to_owned();
+    }
+    unreachable
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Why the client found no quorum.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// Every device refused the TCP connection: nothing listens at any address given.
+    #[error(
+        "every device refused the connection ({}); nothing listens at those addresses: check that `sotto run` runs on each device and that the --peer addresses and ports are right",
+        list(.unreachable)
+    )]
+    AllRefused {
+        /// The devices and why.
+        unreachable: Vec<Unreachable>,
+    },
+    /// The time ran out before 2t+1 parties agreed on a model.
+    #[error(
+        "no quorum within {secs} s: parties {answered:?} answered, and fewer than 2t+1 of them share a model; unreachable: {}; {hint}",
+        list(.unreachable)
+    )]
+    NoQuorum {
+        /// The time waited.
+        secs: u64,
+        /// Parties that announced themselves.
+        answered: Vec<PartyId>,
+        /// The devices that did not, and why.
+        unreachable: Vec<Unreachable>,
+        /// What to check.
+        hint: &'static str,
+    },
 }
 
 /// The client's node, connected and counting the quorum's summary.
@@ -153,7 +254,16 @@ pub struct Connected {
     task: tokio::task::JoinHandle<()>,
     /// Stall reports from the parties (taken once: a node has one control inbox).
     requests: Mutex<mpsc::Receiver<ControlRequest>>,
+    /// Reports taken from `requests` for sessions that have not asked for them yet.
+    reports: Mutex<HashMap<SessionKey, Vec<Failure>>>,
+    /// Held while connected: one process per client identity on this machine (see
+    /// [`IdentityLock`]).
+    _lock: IdentityLock,
 }
+
+/// Stall reports kept for sessions that have not asked yet (those of sessions that already
+/// ended are never asked for; this bounds them).
+const MAX_KEPT_REPORTS: usize = 1024;
 
 impl std::fmt::Debug for Connected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -214,7 +324,44 @@ fn client_config(reach: &Reach) -> Result<NetConfig> {
     Ok(config)
 }
 
-/// Waits until 2t+1 parties agree on a summary, then a moment for the rest of the n.
+/// The devices the client wants and has not heard from, with the reason of their last failed
+/// dial.
+async fn unreachable(
+    handle: &NetHandle,
+    reach: &Reach,
+    anns: &[(PeerId, net::Announcement)],
+) -> Result<Vec<Unreachable>> {
+    let failures: BTreeMap<PeerId, net::DialFailure> =
+        handle.dial_failures().await?.into_iter().collect();
+    let addr_of = |peer: &PeerId| {
+        reach
+            .peers
+            .iter()
+            .find(|a| matches!(a.iter().last(), Some(Protocol::P2p(p)) if p == *peer))
+            .map_or_else(|| peer.to_string(), ToString::to_string)
+    };
+    Ok(reach
+        .allowed
+        .iter()
+        .filter(|peer| !anns.iter().any(|(p, _)| p == *peer))
+        .map(|peer| Unreachable {
+            addr: addr_of(peer),
+            failure: failures.get(peer).cloned(),
+        })
+        .collect())
+}
+
+/// Every device given by address refused the connection (mDNS may still find others).
+fn all_refused(reach: &Reach, unreachable: &[Unreachable]) -> bool {
+    !reach.mdns
+        && unreachable.len() == reach.peers.len()
+        && unreachable
+            .iter()
+            .all(|u| u.failure == Some(net::DialFailure::Refused))
+}
+
+/// Waits until 2t+1 parties agree on a summary, then a moment for the rest of the n. Fails at
+/// once when every device refuses the connection: waiting cannot help then.
 async fn find_summary(handle: &NetHandle, reach: &Reach) -> Result<ShareSummary> {
     let start = Instant::now();
     let (summary, mut count) = loop {
@@ -222,12 +369,18 @@ async fn find_summary(handle: &NetHandle, reach: &Reach) -> Result<ShareSummary>
         if let Some(found) = choose_summary(&anns) {
             break found;
         }
+        let unreachable = unreachable(handle, reach, &anns).await?;
+        if all_refused(reach, &unreachable) {
+            return Err(ConnectError::AllRefused { unreachable }.into());
+        }
         if start.elapsed() >= reach.connect_timeout {
-            let parties: Vec<PartyId> = anns.iter().map(|(_, a)| a.party).collect();
-            bail!(
-                "no quorum within {} s: parties {parties:?} answered, and fewer than 2t+1 of them share a model; check that the devices run (`sotto run`), that --psk is the mesh key, and that this client's peer ID is on their allow-lists",
-                reach.connect_timeout.as_secs()
-            );
+            return Err(ConnectError::NoQuorum {
+                secs: reach.connect_timeout.as_secs(),
+                answered: anns.iter().map(|(_, a)| a.party).collect(),
+                unreachable,
+                hint: "check that the devices run (`sotto run`), that --psk is the mesh key, and that this client's peer ID is on their allow-lists",
+            }
+            .into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
@@ -246,8 +399,10 @@ async fn find_summary(handle: &NetHandle, reach: &Reach) -> Result<ShareSummary>
     Ok(summary)
 }
 
-/// Starts the client's node and waits for a quorum (call inside the runtime).
+/// Starts the client's node and waits for a quorum (call inside the runtime). Waits first while
+/// another client of the same identity runs on this machine (see [`IdentityLock`]).
 pub async fn connect(reach: Reach) -> Result<Connected> {
+    let lock = IdentityLock::acquire(reach.key.public().to_peer_id()).await?;
     let config = client_config(&reach)?;
     let (handle, event_loop) =
         net::new(config, reach.key.clone()).context("starting the client's mesh node")?;
@@ -270,6 +425,8 @@ pub async fn connect(reach: Reach) -> Result<Connected> {
         view,
         task,
         requests: Mutex::new(requests),
+        reports: Mutex::new(HashMap::new()),
+        _lock: lock,
     })
 }
 
@@ -348,6 +505,40 @@ impl Connected {
         out
     }
 
+    /// The stall reports the parties sent for session `key`. Reports arrive on one inbox for
+    /// every session of this client; those of other sessions (a gateway runs several at once)
+    /// are kept for them instead of being dropped.
+    fn take_reports(&self, key: &SessionKey, rt: &Handle) -> Vec<Failure> {
+        let mut reports = self.reports.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(mut requests) = self.requests.lock() {
+            while let Ok(req) = requests.try_recv() {
+                let reply = match decode::<Control>(&req.body) {
+                    Ok(Control::Stalled {
+                        key: k,
+                        party,
+                        epoch,
+                        reason,
+                    }) => {
+                        let kept: usize = reports.values().map(Vec::len).sum();
+                        if kept < MAX_KEPT_REPORTS {
+                            reports.entry(k).or_default().push(Failure::Stalled {
+                                party,
+                                epoch,
+                                reason,
+                            });
+                        } else {
+                            warn!("too many stall reports kept for other sessions; dropping one");
+                        }
+                        Reply::Ok
+                    }
+                    _ => Reply::Rejected("unexpected message".into()),
+                };
+                let _ = rt.block_on(req.respond(encode(&reply)));
+            }
+        }
+        reports.remove(key).unwrap_or_default()
+    }
+
     /// The session I/O over this connection, for a protocol thread outside the runtime `rt`.
     pub fn io(&self, rt: Handle) -> NetClientIo<'_> {
         NetClientIo {
@@ -396,28 +587,7 @@ impl ClientIo for NetClientIo<'_> {
     }
 
     fn failures(&self, key: &SessionKey) -> Vec<Failure> {
-        let mut out = Vec::new();
-        if let Ok(mut requests) = self.conn.requests.lock() {
-            while let Ok(req) = requests.try_recv() {
-                let reply = match decode::<Control>(&req.body) {
-                    Ok(Control::Stalled {
-                        key: k,
-                        party,
-                        epoch,
-                        reason,
-                    }) if k == *key => {
-                        out.push(Failure::Stalled {
-                            party,
-                            epoch,
-                            reason,
-                        });
-                        Reply::Ok
-                    }
-                    _ => Reply::Rejected("unexpected message".into()),
-                };
-                let _ = self.frames.rt.block_on(req.respond(encode(&reply)));
-            }
-        }
+        let mut out = self.conn.take_reports(key, &self.frames.rt);
         if let Ok(mut events) = self.events.lock() {
             loop {
                 match events.try_recv() {

@@ -283,6 +283,10 @@ impl<H: Host> Server<H> {
                 self.start(client, control, req);
                 Reply::Accepted
             }
+            Err(why @ Refusal::Busy { .. }) => {
+                info!(%client, "{why}");
+                Reply::Busy(why.to_string())
+            }
             Err(why) => {
                 warn!(%client, "refused a session request: {why}");
                 Reply::Rejected(why.to_string())
@@ -435,7 +439,7 @@ enum Refusal {
     Generation(#[from] GenerationError),
     #[error("{0}")]
     Request(String),
-    #[error("party {party} is busy ({running} sessions running); try again shortly")]
+    #[error("party {party} is busy ({running} sessions running, its max_sessions)")]
     Busy { party: PartyId, running: usize },
     #[error("party {party} is not connected to parties {missing:?}")]
     NotConnected {

@@ -95,6 +95,17 @@ impl Host for NetHost {
 async fn mesh_view(net: &NetHandle) -> MeshView {
     let view = net.quorum().await.ok();
     let rtts = net.rtts().await.unwrap_or_default();
+    let instances = net.instances().await.unwrap_or_default();
+    let instances_of = |peer: &PeerId| -> Vec<Vec<String>> {
+        instances
+            .get(peer)
+            .map(|sets| {
+                sets.iter()
+                    .map(|addrs| addrs.iter().map(ToString::to_string).collect())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let mut links: Vec<LinkStatus> = Vec::new();
     if let Some(v) = &view {
         for (&party, peer) in &v.peers {
@@ -102,6 +113,7 @@ async fn mesh_view(net: &NetHandle) -> MeshView {
                 party: Some(party),
                 peer: peer.to_string(),
                 rtt_us: rtts.get(peer).map(|d| d.as_micros() as u64),
+                instances: instances_of(peer),
             });
         }
     }
@@ -111,6 +123,7 @@ async fn mesh_view(net: &NetHandle) -> MeshView {
                 party: None,
                 peer: peer.to_string(),
                 rtt_us: Some(rtt.as_micros() as u64),
+                instances: instances_of(peer),
             });
         }
     }

@@ -218,6 +218,9 @@ mod tests {
             panic!("a 0644 share file was accepted");
         };
         let err = format!("{err:#}");
-        assert!(err.contains("chmod 600") && err.contains("party-1.share"), "{err}");
+        assert!(
+            err.contains("chmod 600") && err.contains("party-1.share"),
+            "{err}"
+        );
     }
 }

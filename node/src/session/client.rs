@@ -93,11 +93,9 @@ pub fn generate<C: ClientIo>(
     mut on_token: impl FnMut(&ClientToken),
 ) -> Result<Generated, SessionError> {
     check_prompt(quorum, generation, prompt)?;
-    let mut key: SessionKey = [0; 16];
-    rand::rngs::OsRng.fill_bytes(&mut key);
     let mut session = ClientSession {
         io,
-        key,
+        key: fresh_key(),
         th: quorum.th,
         vocab: quorum.vocab_size,
         live: quorum.parties.clone(),
@@ -105,7 +103,7 @@ pub fn generate<C: ClientIo>(
         stall_timeout,
         recoveries: 0,
     };
-    session.open(quorum, generation)?;
+    session.open_when_free(quorum, generation)?;
     let started = Instant::now();
     for (i, &tok) in prompt.iter().enumerate() {
         session.send_input(i as u32, tok);
@@ -129,6 +127,26 @@ pub fn generate<C: ClientIo>(
         participants: quorum.parties.clone(),
         final_live: session.live.clone(),
     })
+}
+
+/// How long a client keeps asking while parties answer busy (a party refuses at once beyond
+/// its `max_sessions` rather than queueing; see docs/session.md).
+const BUSY_PATIENCE: Duration = Duration::from_secs(120);
+/// The first wait after a busy answer; it doubles up to [`BUSY_MAX_WAIT`].
+const BUSY_FIRST_WAIT: Duration = Duration::from_millis(200);
+/// The longest wait between two attempts.
+const BUSY_MAX_WAIT: Duration = Duration::from_secs(5);
+
+fn fresh_key() -> SessionKey {
+    let mut key: SessionKey = [0; 16];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    key
+}
+
+/// A wait of 0.5 to 1.5 times `base`: two clients refused at the same moment must not come
+/// back at the same moment again.
+fn jittered(base: Duration) -> Duration {
+    base.mul_f64(0.5 + rand::random::<f64>())
 }
 
 fn check_prompt(q: &QuorumInfo, g: Generation, prompt: &[u32]) -> Result<(), SessionError> {
@@ -193,6 +211,36 @@ impl<C: ClientIo> ClientSession<'_, C> {
         })
     }
 
+    /// Opens the session, trying again with backoff (and a fresh key) while parties answer
+    /// busy, for at most [`BUSY_PATIENCE`].
+    fn open_when_free(
+        &mut self,
+        q: &QuorumInfo,
+        generation: Generation,
+    ) -> Result<(), SessionError> {
+        let started = Instant::now();
+        let mut wait = BUSY_FIRST_WAIT;
+        loop {
+            match self.open(q, generation) {
+                Err(SessionError::Busy { why, .. }) => {
+                    let pause = jittered(wait);
+                    if started.elapsed() + pause > BUSY_PATIENCE {
+                        return Err(SessionError::Busy {
+                            why,
+                            waited: started.elapsed(),
+                        });
+                    }
+                    info!(retry_in = ?pause, "{why}; trying again");
+                    std::thread::sleep(pause);
+                    wait = (wait * 2).min(BUSY_MAX_WAIT);
+                    // The parties that accepted the last attempt may still be ending it.
+                    self.key = fresh_key();
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn open(&self, q: &QuorumInfo, generation: Generation) -> Result<(), SessionError> {
         let req = SessionRequest {
             key: self.key,
@@ -201,11 +249,16 @@ impl<C: ClientIo> ClientSession<'_, C> {
             model_sha256: q.model_sha256,
             provisioning_id: q.provisioning_id,
         };
+        let mut busy = 0;
         let refused: Vec<String> = self
             .broadcast(&q.parties, &Control::Open(req))
             .into_iter()
             .filter_map(|(p, r)| match r {
                 Ok(Reply::Accepted) => None,
+                Ok(Reply::Busy(why)) => {
+                    busy += 1;
+                    Some(format!("party {p}: {why}"))
+                }
                 Ok(Reply::Rejected(why)) => Some(format!("party {p}: {why}")),
                 Ok(other) => Some(format!("party {p}: unexpected answer {other:?}")),
                 Err(e) => Some(format!("party {p}: {e}")),
@@ -213,7 +266,16 @@ impl<C: ClientIo> ClientSession<'_, C> {
             .collect();
         if !refused.is_empty() {
             self.abort_all(&q.parties, "another party refused");
-            return Err(SessionError::Refused(refused.join("; ")));
+            let why = refused.join("; ");
+            // Busy passes; any other refusal would come back on every attempt.
+            return Err(if busy == refused.len() {
+                SessionError::Busy {
+                    why,
+                    waited: Duration::ZERO,
+                }
+            } else {
+                SessionError::Refused(why)
+            });
         }
         info!(session = %key_hex(&self.key), parties = ?q.parties, "session open");
         Ok(())

@@ -79,6 +79,17 @@ pub enum SessionError {
     /// Parties refused the request.
     #[error("the quorum refused the request: {0}")]
     Refused(String),
+    /// Parties run as many sessions as they may, still after retrying for `waited`.
+    #[error(
+        "the quorum is busy ({why}); still busy after retrying for {} s: try again later, or raise max_sessions on the devices if their memory allows",
+        .waited.as_secs()
+    )]
+    Busy {
+        /// The parties' answers.
+        why: String,
+        /// How long the client retried.
+        waited: Duration,
+    },
     /// The quorum returned a token outside the vocabulary.
     #[error("the quorum returned token {0}, outside the vocabulary")]
     BadToken(i128),

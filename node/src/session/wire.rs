@@ -266,6 +266,9 @@ pub struct LinkStatus {
     pub peer: String,
     /// Last measured round-trip time.
     pub rtt_us: Option<u64>,
+    /// The listen addresses of each process this node is connected to under that peer ID
+    /// (more than one entry: the peer ID runs twice).
+    pub instances: Vec<Vec<String>>,
 }
 
 /// A node's answer to [`Control::Status`].
@@ -334,6 +337,9 @@ pub enum Reply {
     Closed(SessionStats),
     /// To [`Control::Status`].
     Status(Box<NodeStatus>),
+    /// To [`Control::Open`]: refused for now, the party runs its `max_sessions` already; the
+    /// client tries again later (with backoff), the request is not queued.
+    Busy(String),
 }
 
 /// A message or payload that could not be decoded.

@@ -39,8 +39,7 @@ pub(crate) fn party_models(model: &Model, n: usize, t: usize, seed: u64) -> Vec<
         .iter()
         .map(|k| k.public().to_peer_id().to_bytes())
         .collect();
-    let files =
-        provision(&fw, [0xAB; 32], th, &roster, &mut rng, |_, _| {}).expect("provision");
+    let files = provision(&fw, [0xAB; 32], th, &roster, &mut rng, |_, _| {}).expect("provision");
     files
         .iter()
         .enumerate()

@@ -299,8 +299,8 @@ pub(crate) fn provision_as(
     let model = Model::load_dir(&model_dir()).expect("model loads");
     let fw = FixedWeights::from_checkpoint(&model.checkpoint).expect("fixed weights");
     let roster: Vec<Vec<u8>> = devices.iter().map(|p| p.to_bytes()).collect();
-    let files = provision(&fw, sha, th, &roster, &mut rand::rngs::OsRng, |_, _| {})
-        .expect("provision");
+    let files =
+        provision(&fw, sha, th, &roster, &mut rand::rngs::OsRng, |_, _| {}).expect("provision");
     for (i, f) in files.iter().enumerate() {
         f.write(&dir.join(format!("{prefix}party-{}.share", i + 1)), true)
             .expect("write share file");

@@ -11,7 +11,12 @@ pub(crate) fn device_key(number: u8) -> Keypair {
 
 /// The roster of an `n`-party test mesh: party `i` is [`device_key`]`(i)`.
 pub(crate) fn roster(n: u8) -> Roster {
-    Roster::new((1..=n).map(|i| device_key(i).public().to_peer_id()).collect()).unwrap()
+    Roster::new(
+        (1..=n)
+            .map(|i| device_key(i).public().to_peer_id())
+            .collect(),
+    )
+    .unwrap()
 }
 
 /// Party `number` (1-based).

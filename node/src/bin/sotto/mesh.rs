@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use models::Tokenizer;
-use node::client::{Connected, PartyStatus, Reach, connect};
+use node::client::{Connected, PartyStatus, Reach, ReachSpec, connect};
 use node::config::NodeConfig;
 use node::server::startup;
 use node::session::Generated;
@@ -32,6 +32,14 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
     startup::run(config)
 }
 
+/// Loads what the client flags name and says which identity it is (a refusal names the peer
+/// ID the devices must admit).
+fn resolve(spec: &ReachSpec) -> Result<Reach> {
+    let (reach, identity) = Reach::resolve_with_identity(spec)?;
+    eprintln!("sotto: {identity}");
+    Ok(reach)
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -46,7 +54,8 @@ pub(crate) fn ask(args: &AskArgs, tokenizer: &Path) -> Result<()> {
         bail!("--steps must be at least 1");
     }
     let rt = runtime()?;
-    let conn = rt.block_on(async { connect(Reach::resolve(&args.client.spec())?).await })?;
+    let reach = resolve(&args.client.spec())?;
+    let conn = rt.block_on(connect(reach))?;
     let result = ask_connected(&rt, &conn, args, tokenizer);
     rt.block_on(conn.shutdown());
     result
@@ -132,8 +141,9 @@ fn print_ask_summary(conn: &Connected, g: &Generated) {
 
 pub(crate) fn status(args: &StatusArgs) -> Result<()> {
     let rt = runtime()?;
+    let reach = resolve(&args.client.spec())?;
     rt.block_on(async {
-        let conn = connect(Reach::resolve(&args.client.spec())?).await?;
+        let conn = connect(reach).await?;
         print_quorum(&conn);
         for p in conn.status().await {
             print_party(&p);
@@ -205,5 +215,18 @@ fn print_status(p: &PartyStatus, st: &NodeStatus, rtt: &str) {
             .map(|us| ms(Duration::from_micros(us)))
             .unwrap_or_else(|| "-".into());
         println!("  link to {who} ({}): rtt {rtt}", l.peer);
+        if l.instances.len() > 1 {
+            let at: Vec<String> = l
+                .instances
+                .iter()
+                .map(|addrs| format!("[{}]", addrs.join(", ")))
+                .collect();
+            println!(
+                "  WARNING: {who} ({}) runs {} times, listening at {}: one identity is started twice (a second `sotto run`, or a copied key file), and frames reach either process at random; stop the extra one",
+                l.peer,
+                l.instances.len(),
+                at.join(" and ")
+            );
+        }
     }
 }
