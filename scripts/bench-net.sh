@@ -57,13 +57,15 @@ echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for cfg in "${configs[@]}"; do
   n=${cfg%,*}; t=${cfg#*,}
   dir="$work/n$n-t$t"
-  "$bin" provision --parties "$n" --threshold "$t" --out "$dir" --force >/dev/null 2>&1
-  peers=(); ports=()
+  mkdir -p "$dir"
+  peers=(); ports=(); devices=()
   for i in $(seq "$n"); do
     peers+=("$("$bin" run --print-peer-id --identity "$dir/node-$i.key")")
     ports+=("$(free_port)")
+    devices+=(--device "${peers[$((i-1))]}")
   done
-  allowed=$(printf '"%s", ' "${peers[@]}" "$client_peer"); allowed="[${allowed%, }]"
+  # The share files bind party i to node-i.key's peer ID (the roster).
+  "$bin" provision "${devices[@]}" --threshold "$t" --out "$dir" --force >/dev/null 2>&1
   for link in "${links[@]}"; do
     case $link in
       loopback) rtt=0; bps=0 ;;
@@ -83,7 +85,7 @@ share_file = "party-$i.share"
 psk_file = "../mesh.psk"
 listen = ["/ip4/127.0.0.1/tcp/${ports[$((i-1))]}"]
 static_peers = [${statics%, }]
-allowed_peers = $allowed
+clients = ["$client_peer"]
 link = "$link"
 TOML
       "$bin" run --config "$dir/node-$i.toml" 2>"$dir/node-$i.$link.log" &

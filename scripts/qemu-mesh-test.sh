@@ -192,12 +192,6 @@ EOF
 rm -rf "$WORK"
 mkdir -p "$WORK"
 umask 077
-say "provisioning a (3,1) mesh and keys in $WORK"
-timeout 300 "${HOST_SOTTO[@]}" provision --parties 3 --threshold 1 --out "$WORK/shares" \
-  --model "$MODEL_DIR" >"$WORK/provision.log" 2>&1 || {
-  cat "$WORK/provision.log" >&2
-  die "sotto provision failed"
-}
 printf '/key/swarm/psk/1.0.0/\n/base16/\n%s\n' \
   "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$WORK/mesh.psk"
 NAMES=(node1 node2 node3 client)
@@ -210,6 +204,14 @@ for i in 0 1 2 3; do
   IP[$n]=$SUBNET.$((11 + i))
   MAC[$n]=$(printf '52:54:00:77:00:%02x' $((11 + i)))
 done
+# The share files bind each party index to its device's peer ID (the roster).
+say "provisioning a (3,1) mesh for the devices' keys in $WORK"
+timeout 300 "${HOST_SOTTO[@]}" provision --threshold 1 --out "$WORK/shares" \
+  --device "${PEER[node1]}" --device "${PEER[node2]}" --device "${PEER[node3]}" \
+  --model "$MODEL_DIR" >"$WORK/provision.log" 2>&1 || {
+  cat "$WORK/provision.log" >&2
+  die "sotto provision failed"
+}
 PROF[node1]=${PROFILES[0]} PROF[node2]=${PROFILES[1]} PROF[node3]=${PROFILES[2]}
 PROF[client]=$CLIENT_PROFILE
 for n in node1 node2 node3; do
@@ -217,17 +219,14 @@ for n in node1 node2 node3; do
   d=$WORK/$n/sotto
   cp "$WORK/shares/party-$party.share" "$d/"
   cp "$WORK/mesh.psk" "$d/"
-  allowed=""
-  for o in node1 node2 node3 client; do
-    [ "$o" = "$n" ] || allowed+="${allowed:+, }\"${PEER[$o]}\""
-  done
-  # mDNS only: no static_peers.
+  # mDNS only: no static_peers. The other devices are admitted through the share file's
+  # roster; only the client is listed.
   cat >"$d/node.toml" <<EOF
 identity = "node.key"
 share_file = "party-$party.share"
 psk_file = "mesh.psk"
 listen = ["/ip4/0.0.0.0/tcp/4100"]
-allowed_peers = [$allowed]
+clients = ["${PEER[client]}"]
 profile = "${PROF[$n]}"
 mdns = true
 EOF

@@ -88,12 +88,15 @@ fn config_of(s: &ModelShape) -> Config {
     }
 }
 
-/// Split `weights` into `n` share files of threshold `t`. `progress(done, total)` is called as
-/// elements are shared. Every file gets the same fresh random provisioning id.
+/// Split `weights` into `n` share files of threshold `t`, party `i + 1` bound to the device
+/// whose peer ID bytes are `roster[i]` (every file carries the whole roster). `progress(done,
+/// total)` is called as elements are shared. Every file gets the same fresh random
+/// provisioning id.
 pub fn provision<R: RngCore + CryptoRng>(
     weights: &FixedWeights,
     model_sha256: [u8; 32],
     th: Threshold,
+    roster: &[Vec<u8>],
     rng: &mut R,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Vec<ShareFile>, SecureError> {
@@ -102,6 +105,8 @@ pub fn provision<R: RngCore + CryptoRng>(
         u8::try_from(v).map_err(|_| SecureError::Request(format!("{what} {v} is above 255")))
     };
     let (n8, t8) = (narrow(n, "n")?, narrow(t, "t")?);
+    crate::sharefile::check_roster(roster, n8)
+        .map_err(|e| SecureError::Request(format!("{e}: give one distinct device per party")))?;
     let tensors = weights.tensors();
     let total: u64 = tensors.iter().map(|(_, v)| v.len() as u64).sum();
     let mut provisioning_id = [0u8; 16];
@@ -136,6 +141,7 @@ pub fn provision<R: RngCore + CryptoRng>(
             let header = ShareHeader {
                 model_sha256,
                 provisioning_id,
+                roster: roster.to_vec(),
                 n: n8,
                 t: t8,
                 party: i as u8 + 1,
@@ -616,6 +622,13 @@ pub fn check_quorum(headers: &[&ShareHeader]) -> Result<(), SecureError> {
             return Err(SecureError::Mismatch(format!(
                 "party {} is provisioned for ({}, {}), party {} for ({}, {})",
                 h.party, h.n, h.t, first.party, first.n, first.t
+            )));
+        }
+        if h.roster != first.roster {
+            return Err(SecureError::Mismatch(format!(
+                "party {} binds the party indices to other devices than party {}; \
+                 copy every party's file from the same `sotto provision` output",
+                h.party, first.party
             )));
         }
         if seen.contains(&h.party) {

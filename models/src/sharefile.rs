@@ -13,11 +13,20 @@
 //!
 //! Decoding checks the magic, the version and the header length before allocating anything,
 //! derives the payload size from the header and checks it against the file's size, then the
-//! checksum, then that every element is canonical (`< p`). Writing goes to a temporary file in
-//! the same folder, is fsynced and renamed into place, so a crash never leaves half a file
-//! under the final name.
+//! checksum, then the header's fields (quorum, party index, roster), then that every element is
+//! canonical (`< p`).
+//!
+//! The roster binds each party index to its device: entry `i` is the peer ID (its bytes) of
+//! party `i + 1`'s device, so a node admits an announcement for an index only from the device
+//! its own file names, and a client can never hold an index.
+//!
+//! A share file is a secret (t+1 of them rebuild the weights): it is written owner-only (0600),
+//! created exclusively (`O_EXCL`, never through a symlink) under an unpredictable temporary
+//! name in the same folder, fsynced and renamed into place, so a crash never leaves half a file
+//! under the final name; and [`ShareFile::read`] refuses a file its group or others can read,
+//! like the node's key files.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -27,12 +36,15 @@ use sha2::{Digest, Sha256};
 /// First bytes of every share file.
 pub const MAGIC: [u8; 8] = *b"SOTTOSHR";
 /// Version of the layout above; bumped on any incompatible change.
-pub const FORMAT_VERSION: u16 = 1;
+// 2: the header carries the roster (party index -> device peer ID).
+pub const FORMAT_VERSION: u16 = 2;
 /// Upper bound on the encoded header, checked before it is read.
 pub const MAX_HEADER_BYTES: u32 = 64 * 1024;
 /// Upper bound on the number of field elements in one file (2^32 x 16 bytes = 64 GiB): far above
 /// any model a Sotto device can hold, low enough that a corrupted header cannot ask for more.
 pub const MAX_ELEMENTS: u64 = 1 << 32;
+/// Upper bound on one roster entry (a peer ID's bytes; an ed25519 peer ID is 38).
+pub const MAX_PEER_ID_BYTES: usize = 64;
 /// Identifies the prime field of the elements: 1 = 2^127 - 1.
 pub const FIELD_MERSENNE127: u8 = 1;
 const P127: u128 = (1u128 << 127) - 1;
@@ -45,6 +57,10 @@ pub struct ShareHeader {
     /// Random id of one provisioning run: shares of two runs of the same model must never be
     /// combined (they would reconstruct garbage), so parties compare this too.
     pub provisioning_id: [u8; 16],
+    /// The device of every party, in party order: entry `i` is the peer ID bytes of party
+    /// `i + 1`'s device (`models` does not depend on libp2p; the node decodes them). Exactly
+    /// `n` distinct entries of at most [`MAX_PEER_ID_BYTES`] bytes.
+    pub roster: Vec<Vec<u8>>,
     /// Number of parties.
     pub n: u8,
     /// Threshold (degree of the sharing polynomials).
@@ -161,6 +177,16 @@ pub enum ShareFileError {
         /// The file.
         path: PathBuf,
     },
+    /// Readable by the group or by others: t+1 such files rebuild the weights.
+    #[error(
+        "{path} is accessible by users other than its owner (mode {mode:o}); a share file is a secret: run `chmod 600 {path}`"
+    )]
+    InsecurePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The destination exists and overwriting was not asked for.
     #[error("{path} already exists; pass --force to overwrite an existing provisioning")]
     Exists {
@@ -185,6 +211,33 @@ fn check_header_fields(header: &ShareHeader) -> Result<(), String> {
             "party index {} outside 1..={}",
             header.party, header.n
         ));
+    }
+    check_roster(&header.roster, header.n)
+}
+
+/// A roster must list `n` distinct, non-empty peer IDs of bounded size.
+pub fn check_roster(roster: &[Vec<u8>], n: u8) -> Result<(), String> {
+    if roster.len() != usize::from(n) {
+        return Err(format!(
+            "the roster lists {} devices for n={n} parties",
+            roster.len()
+        ));
+    }
+    for (i, entry) in roster.iter().enumerate() {
+        if entry.is_empty() || entry.len() > MAX_PEER_ID_BYTES {
+            return Err(format!(
+                "roster entry of party {} is {} bytes (a peer ID is 1..={MAX_PEER_ID_BYTES})",
+                i + 1,
+                entry.len()
+            ));
+        }
+        if let Some(j) = roster[..i].iter().position(|e| e == entry) {
+            return Err(format!(
+                "parties {} and {} are provisioned to the same device",
+                j + 1,
+                i + 1
+            ));
+        }
     }
     Ok(())
 }
@@ -323,7 +376,19 @@ impl ShareFile {
             error,
         };
         let mut file = File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
+        let meta = file.metadata().map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(ShareFileError::InsecurePermissions {
+                    path: path.to_owned(),
+                    mode,
+                });
+            }
+        }
+        let len = meta.len();
         // A header-implied size is only known after reading; bound the read by the largest
         // file we could ever accept so a wrong path (a device, a huge file) cannot exhaust memory.
         let max = 14 + u64::from(MAX_HEADER_BYTES) + 16 * MAX_ELEMENTS + 32;
@@ -340,17 +405,21 @@ impl ShareFile {
         parsed
     }
 
-    /// Write atomically: temporary file in the same folder, fsync, rename, fsync the folder.
-    /// Refuses to replace an existing file unless `force`.
+    /// Write atomically and owner-only: a new 0600 temporary file in the same folder, created
+    /// exclusively under a random name (so a planted file or symlink is never written
+    /// through), fsync, rename, fsync the folder. Refuses to replace an existing file unless
+    /// `force`.
     pub fn write(&self, path: &Path, force: bool) -> Result<(), ShareFileError> {
         let io = |error| ShareFileError::Io {
             path: path.to_owned(),
             error,
         };
-        if path.exists() && !force {
-            return Err(ShareFileError::Exists {
-                path: path.to_owned(),
-            });
+        let exists = || ShareFileError::Exists {
+            path: path.to_owned(),
+        };
+        // symlink_metadata: a dangling symlink is "existing" too.
+        if !force && path.symlink_metadata().is_ok() {
+            return Err(exists());
         }
         let dir = path
             .parent()
@@ -360,31 +429,44 @@ impl ShareFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+        // `tempfile` opens with O_CREAT | O_EXCL and mode 0600, retrying random names.
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{file_name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(io)?;
         let mut bytes = self.to_bytes();
-        let result = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            fs::rename(&tmp, path)?;
-            File::open(dir)?.sync_all()
-        })();
+        let written = tmp
+            .write_all(&bytes)
+            .and_then(|()| tmp.as_file().sync_all());
         zeroize::Zeroize::zeroize(&mut bytes);
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+        written.map_err(io)?;
+        // Dropping a temporary file that was not persisted removes it.
+        let persisted = if force {
+            tmp.persist(path).map(drop)
+        } else {
+            // A hard link: refuses to replace a file created since the check above.
+            tmp.persist_noclobber(path).map(drop)
+        };
+        match persisted {
+            Ok(()) => File::open(dir).and_then(|d| d.sync_all()).map_err(io),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+            Err(e) => Err(io(e.error)),
         }
-        result.map_err(io)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
 
     fn sample() -> ShareFile {
         let header = ShareHeader {
             model_sha256: [7; 32],
             provisioning_id: [9; 16],
+            roster: vec![vec![1; 38], vec![2; 38], vec![3; 38]],
             n: 3,
             t: 1,
             party: 2,
@@ -491,5 +573,106 @@ mod tests {
             ShareFile::read(&path).expect("reads").header,
             sample().header
         );
+    }
+
+    #[test]
+    fn the_roster_round_trips_and_is_covered_by_the_checksum() {
+        let s = sample();
+        let bytes = s.to_bytes();
+        let back = ShareFile::from_bytes(&bytes, Path::new("x")).expect("decodes");
+        assert_eq!(back.header.roster, s.header.roster);
+        // Point party 2 at another device: the checksum catches it.
+        let at = bytes
+            .windows(38)
+            .position(|w| w == [2u8; 38])
+            .expect("party 2's entry is in the header");
+        let mut tampered = bytes.clone();
+        tampered[at] = 7;
+        assert!(matches!(
+            ShareFile::from_bytes(&tampered, Path::new("x")),
+            Err(ShareFileError::Checksum { .. })
+        ));
+    }
+
+    #[test]
+    fn an_impossible_roster_is_refused() {
+        let cases: [(Vec<Vec<u8>>, &str); 4] = [
+            (vec![vec![1; 38], vec![2; 38]], "2 devices for n=3"),
+            (vec![vec![1; 38], vec![2; 38], vec![1; 38]], "same device"),
+            (vec![vec![1; 38], vec![], vec![3; 38]], "party 2 is 0 bytes"),
+            (
+                vec![vec![1; 38], vec![2; MAX_PEER_ID_BYTES + 1], vec![3; 38]],
+                "party 2 is 65 bytes",
+            ),
+        ];
+        for (roster, why) in cases {
+            let mut s = sample();
+            s.header.roster = roster;
+            let err = ShareFile::from_bytes(&s.to_bytes(), Path::new("x")).unwrap_err();
+            assert!(
+                matches!(&err, ShareFileError::Corrupt { what, .. } if what.contains(why)),
+                "{why}: {err}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        fs::symlink_metadata(path)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_written_share_file_is_owner_only_and_others_readable_ones_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("party-2.share");
+        sample().write(&path, false).expect("write");
+        assert_eq!(mode(&path), 0o600);
+        sample().write(&path, true).expect("forced write");
+        assert_eq!(mode(&path), 0o600);
+        for bad in [0o644, 0o640, 0o604] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(bad)).expect("chmod");
+            let err = ShareFile::read(&path).unwrap_err();
+            assert!(
+                matches!(err, ShareFileError::InsecurePermissions { mode, .. } if mode == bad),
+                "{err}"
+            );
+            assert!(err.to_string().contains("chmod 600"), "{err}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn writing_never_follows_a_planted_symlink() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").expect("victim");
+        let path = dir.path().join("party-2.share");
+        // The temporary name an attacker could predict (the process id) and the final name.
+        let planted = dir
+            .path()
+            .join(format!(".party-2.share.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).expect("symlink");
+        sample().write(&path, false).expect("write");
+        assert_eq!(fs::read(&victim).expect("victim"), b"precious");
+        assert!(fs::symlink_metadata(&path).expect("stat").is_file());
+        assert_eq!(mode(&path), 0o600);
+
+        let linked = dir.path().join("party-3.share");
+        std::os::unix::fs::symlink(&victim, &linked).expect("symlink");
+        assert!(matches!(
+            sample().write(&linked, false),
+            Err(ShareFileError::Exists { .. })
+        ));
+        sample().write(&linked, true).expect("replaces the link");
+        assert_eq!(fs::read(&victim).expect("victim"), b"precious");
+        assert!(fs::symlink_metadata(&linked).expect("stat").is_file());
+        assert_eq!(mode(&linked), 0o600);
     }
 }

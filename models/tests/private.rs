@@ -18,7 +18,8 @@ fn shares(n: usize, t: usize, seed: u64) -> (Vec<ShareFile>, FixedWeights) {
     let fw = FixedWeights::from_checkpoint(&model.checkpoint).expect("fixed weights");
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let th = Threshold::new(n, t).expect("threshold");
-    let files = provision(&fw, [0xAB; 32], th, &mut rng, |_, _| {}).expect("provision");
+    let roster: Vec<Vec<u8>> = (1..=n).map(|i| vec![i as u8; 38]).collect();
+    let files = provision(&fw, [0xAB; 32], th, &roster, &mut rng, |_, _| {}).expect("provision");
     (files, fw)
 }
 

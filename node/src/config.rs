@@ -3,6 +3,11 @@
 //! Every error names the file, the field and the fix; `docs/deployment.md` documents each
 //! field. Relative paths are resolved against the folder holding the config file, so a node's
 //! folder can be moved as a whole.
+//!
+//! Who may connect: the devices are the share file's roster (fixed at provisioning, one peer ID
+//! per party index), the clients are listed in `clients`. A client can never hold a party index,
+//! so a client that is also in the roster is a configuration error. The mesh's allow-list is
+//! the roster (without this node) plus the clients.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -11,7 +16,7 @@ use std::time::Duration;
 use firmware_profiles::{DEFAULT_PROFILE, Profile};
 use mesh::PartyId;
 use mesh_net::{LinkProfile, Multiaddr, PeerId};
-use mesh_net::{NetConfig, PreSharedKey, ShareSummary};
+use mesh_net::{NetConfig, PreSharedKey, Roster, ShareSummary};
 use serde::Deserialize;
 
 /// The file as written (before validation).
@@ -26,7 +31,10 @@ struct RawConfig {
     #[serde(default)]
     static_peers: Vec<String>,
     #[serde(default)]
-    allowed_peers: Vec<String>,
+    clients: Vec<String>,
+    /// Replaced by the roster + `clients`; still parsed so its presence gets a clear error.
+    #[serde(default)]
+    allowed_peers: Option<toml::Value>,
     #[serde(default = "default_profile")]
     profile: String,
     #[serde(default)]
@@ -83,7 +91,8 @@ pub struct NodeConfig {
     pub psk_file: PathBuf,
     pub listen: Vec<Multiaddr>,
     pub static_peers: Vec<Multiaddr>,
-    pub allowed_peers: Vec<PeerId>,
+    /// Peer IDs of the clients admitted to ask (never a party index).
+    pub clients: Vec<PeerId>,
     pub profile: Profile,
     pub mdns: bool,
     pub link: LinkProfile,
@@ -109,6 +118,18 @@ pub enum ConfigError {
         path: PathBuf,
         message: String,
         hint: Hint,
+    },
+    /// The node's identity is not the device its share file is provisioned to.
+    #[error(
+        "{share_file} is the share file of party {party}, provisioned to device {device}, but this node's identity {identity} is {local}: run it on that device, or give this node the share file provisioned for {local} (`sotto provision --device`)"
+    )]
+    // Peer IDs as text: a `PeerId` is 80 bytes, and this enum travels in every `Result`.
+    WrongDevice {
+        share_file: PathBuf,
+        party: PartyId,
+        device: String,
+        identity: PathBuf,
+        local: String,
     },
     /// A field holds a value that cannot work.
     #[error("{path}: field `{field}` = {value:?}: {problem}; {fix}")]
@@ -158,9 +179,17 @@ impl NodeConfig {
             path,
             dir: path.parent().unwrap_or(Path::new(".")),
         };
+        if raw.allowed_peers.is_some() {
+            return Err(f.invalid(
+                "allowed_peers".into(),
+                "[...]",
+                "this field was replaced: the devices are now the roster in the share file (set by `sotto provision --device`), which binds each party index to its device".into(),
+                "delete `allowed_peers`, and list only the clients' peer IDs in `clients = [\"12D3KooW...\"]`",
+            ));
+        }
         let listen = f.listen(&raw.listen)?;
-        let allowed_peers = f.allowed_peers(&raw.allowed_peers)?;
-        let static_peers = f.static_peers(&raw.static_peers, &allowed_peers)?;
+        let clients = f.clients(&raw.clients)?;
+        let static_peers = f.static_peers(&raw.static_peers)?;
         let profile = f.profile(&raw.profile)?;
         let link = f.link(&raw.link, &profile)?;
         f.limits(&raw)?;
@@ -171,7 +200,7 @@ impl NodeConfig {
             psk_file: f.resolve(&raw.psk_file),
             listen,
             static_peers,
-            allowed_peers,
+            clients,
             profile,
             mdns: raw.mdns,
             link,
@@ -181,14 +210,50 @@ impl NodeConfig {
         })
     }
 
-    /// The mesh configuration of this node as party `party` holding `summary`.
+    /// The mesh configuration of this node (peer ID `local`) as party `party` holding
+    /// `summary` with its share file's `roster`. Checks that this node is the roster's device
+    /// for `party`, that no client is a device, and that every static peer is admitted; the
+    /// allow-list is the other devices plus the clients.
     pub fn net_config(
         &self,
         psk: PreSharedKey,
         summary: ShareSummary,
         party: PartyId,
-    ) -> NetConfig {
-        let mut net = NetConfig::new(psk, self.allowed_peers.clone(), summary, Some(party));
+        roster: Roster,
+        local: PeerId,
+    ) -> Result<NetConfig, ConfigError> {
+        let f = Fields {
+            path: &self.path,
+            dir: self.path.parent().unwrap_or(Path::new(".")),
+        };
+        match roster.peer_of(party) {
+            Some(device) if device == local => {}
+            device => {
+                return Err(ConfigError::WrongDevice {
+                    share_file: self.share_file.clone(),
+                    party,
+                    // Out of the roster's range cannot pass the share file's checks.
+                    device: device.map_or_else(|| "(none)".to_owned(), |d| d.to_string()),
+                    identity: self.identity.clone(),
+                    local: local.to_string(),
+                });
+            }
+        }
+        f.clients_not_devices(&self.clients, &roster)?;
+        let mut allowed: Vec<PeerId> = roster
+            .peers()
+            .iter()
+            .copied()
+            .filter(|p| *p != local)
+            .collect();
+        for c in &self.clients {
+            if !allowed.contains(c) {
+                allowed.push(*c);
+            }
+        }
+        f.static_peers_admitted(&self.static_peers, &allowed)?;
+        let mut net = NetConfig::new(psk, allowed, summary, Some(party));
+        net.roster = Some(roster);
         net.listen = self.listen.clone();
         net.static_peers = self.static_peers.clone();
         net.mdns = self.mdns;
@@ -196,7 +261,7 @@ impl NodeConfig {
         // A daemon's links carry sessions minutes apart: keep them open; a dead peer shows up as
         // a closed connection or a failed ping.
         net.idle_connection_timeout = Duration::from_secs(24 * 3600);
-        net
+        Ok(net)
     }
 }
 
@@ -271,60 +336,79 @@ impl Fields<'_> {
         Ok(listen)
     }
 
-    fn allowed_peers(&self, raw: &[String]) -> Result<Vec<PeerId>, ConfigError> {
-        let mut allowed = Vec::with_capacity(raw.len());
-        for (i, p) in raw.iter().enumerate() {
-            allowed.push(p.parse().map_err(|e| {
-                self.invalid(
-                    format!("allowed_peers[{i}]"),
-                    p,
-                    format!("not a peer ID ({e})"),
-                    "copy the peer ID that `sotto run` prints at start (it begins with 12D3KooW)",
-                )
-            })?);
-        }
-        if allowed.is_empty() {
-            return Err(self.invalid(
-                "allowed_peers".into(),
-                "[]",
-                "the allow-list is empty, so no device or client could ever join".into(),
-                "list the peer ID of every other device and of every client",
-            ));
-        }
-        Ok(allowed)
+    fn clients(&self, raw: &[String]) -> Result<Vec<PeerId>, ConfigError> {
+        raw.iter()
+            .enumerate()
+            .map(|(i, p)| {
+                p.parse().map_err(|e| {
+                    self.invalid(
+                        format!("clients[{i}]"),
+                        p,
+                        format!("not a peer ID ({e})"),
+                        "copy the peer ID the client prints (`sotto run --print-peer-id --identity <client key>`; it begins with 12D3KooW)",
+                    )
+                })
+            })
+            .collect()
     }
 
-    fn static_peers(
-        &self,
-        raw: &[String],
-        allowed: &[PeerId],
-    ) -> Result<Vec<Multiaddr>, ConfigError> {
+    fn clients_not_devices(&self, clients: &[PeerId], roster: &Roster) -> Result<(), ConfigError> {
+        for (i, c) in clients.iter().enumerate() {
+            if let Some(party) = roster.party_of(c) {
+                return Err(self.invalid(
+                    format!("clients[{i}]"),
+                    &c.to_string(),
+                    format!(
+                        "this peer is the device of party {party} in the share file's roster, and a client can never hold a party index"
+                    ),
+                    "remove it from `clients` (devices are admitted through the roster), or give the client its own identity",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn static_peers(&self, raw: &[String]) -> Result<Vec<Multiaddr>, ConfigError> {
         let mut peers = Vec::with_capacity(raw.len());
         for (i, a) in raw.iter().enumerate() {
             let field = format!("static_peers[{i}]");
             let example = "/ip4/192.168.1.12/tcp/4100/p2p/12D3KooW...";
             let addr = self.multiaddr(field.clone(), a, example)?;
-            let Some(mesh_net::Protocol::P2p(peer)) = addr.iter().last() else {
+            if !matches!(addr.iter().last(), Some(mesh_net::Protocol::P2p(_))) {
                 return Err(self.invalid(
                     field,
                     a,
                     "the address does not end in /p2p/<peer id>".into(),
                     "append the device's peer ID (`sotto run` prints it at start)",
                 ));
-            };
-            if !allowed.contains(&peer) {
-                return Err(self.invalid(
-                    field,
-                    a,
-                    format!(
-                        "peer {peer} is not in allowed_peers, so its connection would be refused"
-                    ),
-                    "add its peer ID to allowed_peers or remove the address",
-                ));
             }
             peers.push(addr);
         }
         Ok(peers)
+    }
+
+    /// Every static peer must be admitted (a device of the roster or a client).
+    fn static_peers_admitted(
+        &self,
+        peers: &[Multiaddr],
+        allowed: &[PeerId],
+    ) -> Result<(), ConfigError> {
+        for (i, addr) in peers.iter().enumerate() {
+            let Some(mesh_net::Protocol::P2p(peer)) = addr.iter().last() else {
+                continue;
+            };
+            if !allowed.contains(&peer) {
+                return Err(self.invalid(
+                    format!("static_peers[{i}]"),
+                    &addr.to_string(),
+                    format!(
+                        "peer {peer} is neither another device of the share file's roster nor in `clients`, so its connection would be refused"
+                    ),
+                    "remove the address, or re-provision with that device in the roster",
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn profile(&self, raw: &str) -> Result<Profile, ConfigError> {
@@ -403,7 +487,7 @@ mod tests {
 
     fn minimal(extra: &str) -> String {
         format!(
-            "identity = \"node.key\"\nshare_file = \"party-1.share\"\npsk_file = \"mesh.psk\"\nallowed_peers = [\"{PEER}\"]\n{extra}"
+            "identity = \"node.key\"\nshare_file = \"party-1.share\"\npsk_file = \"mesh.psk\"\nclients = [\"{PEER}\"]\n{extra}"
         )
     }
 
@@ -441,13 +525,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("static_peers[0]") && e.contains("/p2p/"), "{e}");
-        let other = "12D3KooWRBhwfeP2Y4TCx1SM6s9rUoHhR5nHmRu8fVNcdS5dd2Kc";
-        let e = parse(&minimal(&format!(
-            "static_peers = [\"/ip4/10.0.0.2/tcp/4100/p2p/{other}\"]"
-        )))
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("allowed_peers"), "{e}");
         let e = parse(&minimal("profile = \"rpi9\""))
             .unwrap_err()
             .to_string();
@@ -458,11 +535,94 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("round_timeout_ms"), "{e}");
-        let e = parse(
-            "identity = \"a\"\nshare_file = \"b\"\npsk_file = \"c\"\nallowed_peers = [\"x\"]",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("allowed_peers[0]"), "{e}");
+        let e = parse("identity = \"a\"\nshare_file = \"b\"\npsk_file = \"c\"\nclients = [\"x\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clients[0]"), "{e}");
+    }
+
+    fn device(i: u8) -> PeerId {
+        mesh_net::Keypair::ed25519_from_bytes([i; 32])
+            .unwrap()
+            .public()
+            .to_peer_id()
+    }
+
+    /// The mesh config of party `party` run by `local`, with devices 1..=3 in the roster.
+    fn net_config(text: &str, party: u8, local: PeerId) -> Result<NetConfig, ConfigError> {
+        let roster = Roster::new((1..=3).map(device).collect()).unwrap();
+        let summary = ShareSummary {
+            model_sha256: [1; 32],
+            provisioning_id: [2; 16],
+            n: 3,
+            t: 1,
+            roster_sha256: roster.sha256(),
+        };
+        let party = PartyId::from_number(party).unwrap();
+        parse(text)?.net_config(PreSharedKey::new([7; 32]), summary, party, roster, local)
+    }
+
+    #[test]
+    fn the_allow_list_is_the_other_devices_and_the_clients() {
+        let net = net_config(&minimal(""), 1, device(1)).unwrap();
+        let client: PeerId = PEER.parse().unwrap();
+        assert_eq!(net.allowed_peers, [device(2), device(3), client]);
+        assert_eq!(net.roster.as_ref().map(Roster::len), Some(3));
+        net.validate().unwrap();
+    }
+
+    #[test]
+    fn a_client_that_is_a_device_of_the_roster_is_refused() {
+        let text = format!(
+            "identity = \"a\"\nshare_file = \"b\"\npsk_file = \"c\"\nclients = [\"{PEER}\", \"{}\"]",
+            device(3)
+        );
+        let e = net_config(&text, 1, device(1)).unwrap_err().to_string();
+        assert!(
+            e.contains("clients[1]")
+                && e.contains("device of party 3")
+                && e.contains("never hold a party index"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_old_allowed_peers_field_says_what_to_do_instead() {
+        let text = format!(
+            "identity = \"a\"\nshare_file = \"b\"\npsk_file = \"c\"\nallowed_peers = [\"{PEER}\"]"
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains("allowed_peers")
+                && e.contains("sotto provision --device")
+                && e.contains("clients = ["),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_share_file_of_another_device_is_refused() {
+        let e = net_config(&minimal(""), 2, device(1)).unwrap_err();
+        assert!(matches!(
+            &e,
+            ConfigError::WrongDevice { device: d, local, .. }
+                if *d == device(2).to_string() && *local == device(1).to_string()
+        ));
+        assert!(
+            e.to_string()
+                .contains(&format!("provisioned to device {}", device(2))),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_static_peer_that_is_not_admitted_is_refused() {
+        let other = "12D3KooWRBhwfeP2Y4TCx1SM6s9rUoHhR5nHmRu8fVNcdS5dd2Kc";
+        let text = minimal(&format!(
+            "static_peers = [\"/ip4/10.0.0.2/tcp/4100/p2p/{}\", \"/ip4/10.0.0.3/tcp/4100/p2p/{other}\"]",
+            device(2)
+        ));
+        let e = net_config(&text, 1, device(1)).unwrap_err().to_string();
+        assert!(e.contains("static_peers[1]") && e.contains("roster"), "{e}");
     }
 }

@@ -27,20 +27,37 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// `--device <peer id>` for `n` fresh device identities.
+fn device_args(n: usize) -> Vec<String> {
+    (0..n)
+        .flat_map(|_| {
+            let peer = mesh_net::Keypair::generate_ed25519().public().to_peer_id();
+            ["--device".to_owned(), peer.to_string()]
+        })
+        .collect()
+}
+
+/// `sotto provision` of `n` fresh devices with threshold `t` into `out`, then `extra`.
+fn provision(n: usize, t: usize, out: &str, extra: &[&str]) -> Output {
+    let mut args: Vec<String> = vec!["provision".into()];
+    args.extend(device_args(n));
+    args.extend([
+        "--threshold".into(),
+        t.to_string(),
+        "--out".into(),
+        out.into(),
+    ]);
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sotto(&args)
+}
+
 #[test]
 fn provision_writes_one_file_per_party_and_never_overwrites_without_force() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("mesh");
     let out_s = out.to_str().expect("utf-8 path");
-    let first = sotto(&[
-        "provision",
-        "--parties",
-        "5",
-        "--threshold",
-        "2",
-        "--out",
-        out_s,
-    ]);
+    let first = provision(5, 2, out_s, &[]);
     assert!(first.status.success(), "{}", text(&first.stderr));
     for i in 1..=5 {
         assert!(
@@ -50,15 +67,7 @@ fn provision_writes_one_file_per_party_and_never_overwrites_without_force() {
     }
     let before = std::fs::read(out.join("party-1.share")).expect("read");
 
-    let again = sotto(&[
-        "provision",
-        "--parties",
-        "5",
-        "--threshold",
-        "2",
-        "--out",
-        out_s,
-    ]);
+    let again = provision(5, 2, out_s, &[]);
     assert!(!again.status.success(), "second provisioning must refuse");
     let err = text(&again.stderr);
     assert!(err.contains("--force") && err.contains("already"), "{err}");
@@ -68,16 +77,7 @@ fn provision_writes_one_file_per_party_and_never_overwrites_without_force() {
         "file untouched"
     );
 
-    let forced = sotto(&[
-        "provision",
-        "--parties",
-        "5",
-        "--threshold",
-        "2",
-        "--out",
-        out_s,
-        "--force",
-    ]);
+    let forced = provision(5, 2, out_s, &["--force"]);
     assert!(forced.status.success(), "{}", text(&forced.stderr));
     assert_ne!(
         std::fs::read(out.join("party-1.share")).expect("read"),
@@ -90,17 +90,39 @@ fn provision_writes_one_file_per_party_and_never_overwrites_without_force() {
 fn provision_rejects_an_impossible_threshold() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("mesh");
-    let r = sotto(&[
-        "provision",
-        "--parties",
-        "4",
-        "--threshold",
-        "2",
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
+    let r = provision(4, 2, out.to_str().expect("utf-8"), &[]);
     assert!(!r.status.success());
     assert!(text(&r.stderr).contains("n >= 2t+1"), "{}", text(&r.stderr));
+    assert!(!out.exists(), "nothing written for a refused request");
+}
+
+#[test]
+fn provision_needs_one_distinct_device_per_party() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("mesh");
+    let out_s = out.to_str().expect("utf-8");
+    let r = provision(3, 1, out_s, &["--parties", "5"]);
+    assert!(!r.status.success());
+    assert!(
+        text(&r.stderr).contains("one --device"),
+        "{}",
+        text(&r.stderr)
+    );
+    let peer = mesh_net::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id()
+        .to_string();
+    let mut args = vec!["provision", "--out", out_s];
+    for _ in 0..3 {
+        args.extend(["--device", &peer]);
+    }
+    let r = sotto(&args);
+    assert!(!r.status.success());
+    assert!(
+        text(&r.stderr).contains("parties 1 and 2"),
+        "{}",
+        text(&r.stderr)
+    );
     assert!(!out.exists(), "nothing written for a refused request");
 }
 

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{load_model, max_logit_error, party_models, plaintext};
+use common::{device_keys, load_model, max_logit_error, party_models, plaintext};
 use mesh::{PartyId, Threshold};
 use mesh_net::LinkProfile;
 use models::Sampler;
@@ -52,7 +52,9 @@ fn run(n: usize, prompt: &str, steps: usize, selection: Selection, fault: Fault)
     let th = Threshold::new(n, 1).unwrap();
     let parties = party_models(&model, n, 1, 9);
     let prompt = model.tokenizer.encode(prompt, true, false);
-    let mesh = LocalMesh::start(&parties, th, LinkProfile::Loopback, DEADLINES).expect("mesh");
+    let keys = device_keys(n);
+    let mesh =
+        LocalMesh::start(&parties, &keys, th, LinkProfile::Loopback, DEADLINES).expect("mesh");
     let generation = Generation {
         prompt_len: prompt.len() as u32,
         steps: steps as u32,

@@ -14,6 +14,7 @@ use mesh::PartyId;
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::link::LinkProfile;
 use crate::quorum::{QuorumConfigError, ShareSummary};
+use crate::roster::Roster;
 
 /// Configuration of one mesh node.
 #[derive(Clone)]
@@ -36,6 +37,10 @@ pub struct NetConfig {
     pub summary: ShareSummary,
     /// This node's party index, or `None` for an observer (a client).
     pub party: Option<PartyId>,
+    /// Which device holds which party index (its share file's roster). Required for a party;
+    /// an observer leaves it `None` and learns it from the announcements of the summary it
+    /// adopts.
+    pub roster: Option<Roster>,
     /// A connection with no open stream for this long is closed (an MPC stream, once opened,
     /// stays open while both nodes run).
     pub idle_connection_timeout: Duration,
@@ -62,7 +67,8 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
-    /// A configuration with the defaults: no listen address, no static peer, mDNS off, 60 s
+    /// A configuration with the defaults: no roster (a party sets [`NetConfig::roster`]), no
+    /// listen address, no static peer, mDNS off, 60 s
     /// idle timeout, 10 s handshake and request timeouts, 64 MiB frames, unshaped link.
     pub fn new(
         psk: PreSharedKey,
@@ -78,6 +84,7 @@ impl NetConfig {
             mdns: false,
             summary,
             party,
+            roster: None,
             idle_connection_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
@@ -92,7 +99,7 @@ impl NetConfig {
 
     /// Checks what can be checked before any socket is opened.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::quorum::Quorum::new(self.summary, self.party)?;
+        crate::quorum::Quorum::new(self.summary, self.party, self.roster.clone())?;
         if self.allowed_peers.is_empty() {
             return Err(ConfigError::EmptyAllowList);
         }
@@ -134,6 +141,7 @@ impl fmt::Debug for NetConfig {
             .field("mdns", &self.mdns)
             .field("summary", &self.summary)
             .field("party", &self.party)
+            .field("roster", &self.roster)
             .field("idle_connection_timeout", &self.idle_connection_timeout)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("request_timeout", &self.request_timeout)

@@ -15,8 +15,9 @@
 //!   it drops a frame: a [`Rejection`], `[length][version][postcard]`. A frame over the
 //!   receiver's limit is refused on its length prefix and its body skipped without being
 //!   stored ([`read_stream_frame`]), so the stream stays in step.
-//! - `/sotto/announce/1`: request and response = `Option<`[`Announcement`]`>` (`None` from an
-//!   observer such as a client), body `[version][postcard]`.
+//! - `/sotto/announce/2`: request and response = `Option<`[`Announcement`]`>` (`None` from an
+//!   observer such as a client), body `[version][postcard]`, at most
+//!   [`MAX_ANNOUNCEMENT_BYTES`] (the roster's entries are bounded when decoded).
 //! - `/sotto/control/1`: request and response = opaque bytes (at most
 //!   [`MAX_CONTROL_MESSAGE_BYTES`]), body `[version][bytes]`. The mesh only carries them; the
 //!   node defines what they mean (session requests, recovery, status).
@@ -51,7 +52,8 @@ pub fn wire_number(from: Endpoint) -> u8 {
 /// Protocol name of MPC round traffic.
 pub const MPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/sotto/mpc/2");
 /// Protocol name of the announcement exchange.
-pub const ANNOUNCE_PROTOCOL: StreamProtocol = StreamProtocol::new("/sotto/announce/1");
+// 2: announcements carry the roster (party index -> device peer ID).
+pub const ANNOUNCE_PROTOCOL: StreamProtocol = StreamProtocol::new("/sotto/announce/2");
 /// Protocol name of the node's control messages (sessions, recovery, status).
 pub const CONTROL_PROTOCOL: StreamProtocol = StreamProtocol::new("/sotto/control/1");
 /// Limit on one control message: session requests and status replies are a few kilobytes.
@@ -60,6 +62,9 @@ pub const MAX_CONTROL_MESSAGE_BYTES: usize = 64 * 1024;
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
 /// Limit on announcements, acks and rejections: all are a few dozen bytes, so anything larger is hostile.
 pub const MAX_CONTROL_BYTES: usize = 1024;
+/// Limit on one announcement: the summary and the roster, at most 64 parties of at most
+/// [`crate::roster::MAX_PEER_ID_BYTES`] bytes each (an ed25519 roster of 64 is about 2.5 KiB).
+pub const MAX_ANNOUNCEMENT_BYTES: usize = 8 * 1024;
 /// Bytes of the length prefix in front of every body.
 pub const LENGTH_PREFIX_BYTES: usize = 4;
 
@@ -421,7 +426,7 @@ where
     Ok(())
 }
 
-/// Codec of `/sotto/announce/1`.
+/// Codec of `/sotto/announce/2`.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct AnnounceCodec;
 
@@ -439,7 +444,7 @@ impl request_response::Codec for AnnounceCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let body = read_length_prefixed(io, MAX_CONTROL_BYTES).await?;
+        let body = read_length_prefixed(io, MAX_ANNOUNCEMENT_BYTES).await?;
         Ok(decode_control(&body)?)
     }
 
@@ -451,7 +456,7 @@ impl request_response::Codec for AnnounceCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let body = read_length_prefixed(io, MAX_CONTROL_BYTES).await?;
+        let body = read_length_prefixed(io, MAX_ANNOUNCEMENT_BYTES).await?;
         Ok(decode_control(&body)?)
     }
 
@@ -465,7 +470,7 @@ impl request_response::Codec for AnnounceCodec {
         T: AsyncWrite + Unpin + Send,
     {
         let body = encode_control(&msg)?;
-        Ok(write_length_prefixed(io, &body, MAX_CONTROL_BYTES).await?)
+        Ok(write_length_prefixed(io, &body, MAX_ANNOUNCEMENT_BYTES).await?)
     }
 
     async fn write_response<T>(
@@ -478,7 +483,7 @@ impl request_response::Codec for AnnounceCodec {
         T: AsyncWrite + Unpin + Send,
     {
         let body = encode_control(&msg)?;
-        Ok(write_length_prefixed(io, &body, MAX_CONTROL_BYTES).await?)
+        Ok(write_length_prefixed(io, &body, MAX_ANNOUNCEMENT_BYTES).await?)
     }
 }
 
@@ -678,10 +683,12 @@ mod tests {
                 provisioning_id: [9; 16],
                 n: 3,
                 t: 1,
+                roster_sha256: [5; 32],
             },
+            roster: crate::roster::Roster::new(vec![libp2p::PeerId::random(); 1]).unwrap(),
         });
         let mut body = encode_control(&ann).unwrap();
-        assert!(body.len() <= MAX_CONTROL_BYTES);
+        assert!(body.len() <= MAX_ANNOUNCEMENT_BYTES);
         assert_eq!(decode_control::<Option<Announcement>>(&body).unwrap(), ann);
         // Version, Some, then the party as its 1-based number in one byte (as before PartyId).
         assert_eq!(body[..3], [WIRE_VERSION, 1, 3]);

@@ -32,7 +32,8 @@ const CONTROL_QUEUE: usize = 64;
 /// Starts listening on `config.listen` at once, so address problems are reported here.
 pub fn new(config: NetConfig, keypair: Keypair) -> Result<(NetHandle, EventLoop), NetError> {
     config.validate()?;
-    let quorum = Quorum::new(config.summary, config.party).map_err(ConfigError::from)?;
+    let quorum = Quorum::new(config.summary, config.party, config.roster.clone())
+        .map_err(ConfigError::from)?;
     let local_peer_id = keypair.public().to_peer_id();
     let mut swarm = build_swarm(&config, keypair)?;
     for addr in &config.listen {

@@ -5,9 +5,10 @@
 //! - [`config`]: [`NetConfig`], everything a node needs to join, and its validation.
 //! - [`identity`]: the node's ed25519 identity and the mesh pre-shared key on disk (0600,
 //!   refused when others can read them).
-//! - [`quorum`]: announcements (party index + share-file summary) and the [`Quorum`] view that
-//!   forms at 2t+1 distinct, consistent parties.
-//! - [`frame`]: wire formats of `/sotto/mpc/2` and `/sotto/announce/1` (version byte, postcard,
+//! - [`quorum`]: announcements (party index + share-file summary + roster) and the [`Quorum`]
+//!   view that forms at 2t+1 distinct, consistent parties, each on the index the roster gives it.
+//! - [`roster`]: the [`Roster`], party index -> device peer ID, fixed at provisioning.
+//! - [`frame`]: wire formats of `/sotto/mpc/2` and `/sotto/announce/2` (version byte, postcard,
 //!   length limit checked before allocation), the announce and control codecs and the MPC
 //!   stream reader.
 //! - [`link`]: link emulation ([`LinkProfile`], [`LinkEmulator`]), plain `std`, shared with the
@@ -54,6 +55,7 @@ pub mod identity;
 pub mod link;
 mod membership;
 pub mod quorum;
+pub mod roster;
 mod routing;
 mod shaper;
 mod streams;
@@ -70,6 +72,7 @@ pub use identity::{
 };
 pub use link::{LinkEmulator, LinkProfile, hold_until};
 pub use quorum::{Announcement, Quorum, QuorumConflict, QuorumView, ShareSummary};
+pub use roster::{Roster, RosterError};
 pub use transport::{DEFAULT_RECV_TIMEOUT, NetClientLink, NetStats, NetTransport};
 
 /// Re-exported so callers build configs without depending on libp2p directly.

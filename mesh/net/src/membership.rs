@@ -71,8 +71,11 @@ impl Membership {
 
     /// Every connected peer's announcement, by party then peer.
     pub(crate) fn announcements(&self) -> Vec<(PeerId, Announcement)> {
-        let mut all: Vec<(PeerId, Announcement)> =
-            self.announced.iter().map(|(p, a)| (*p, *a)).collect();
+        let mut all: Vec<(PeerId, Announcement)> = self
+            .announced
+            .iter()
+            .map(|(p, a)| (*p, a.clone()))
+            .collect();
         all.sort_by_key(|(p, a)| (a.party, *p));
         all
     }
@@ -90,9 +93,9 @@ impl Membership {
             }
             return Vec::new();
         };
-        self.announced.insert(peer, announcement);
+        self.announced.insert(peer, announcement.clone());
         let was_formed = self.quorum.is_formed();
-        match self.quorum.observe(peer, announcement) {
+        match self.quorum.observe(peer, &announcement) {
             Ok(true) => {
                 info!(%peer, party = %announcement.party, "peer joined the quorum view");
                 let mut events = vec![NetEvent::Announced { peer, announcement }];
@@ -150,10 +153,12 @@ impl Membership {
             return Ok((self.quorum.view(), None));
         }
         let was_formed = self.quorum.is_formed();
-        self.quorum = Quorum::new(summary, None).map_err(ConfigError::from)?;
+        // The roster comes with the announcements: the first that hashes to the adopted
+        // summary's `roster_sha256` sets it.
+        self.quorum = Quorum::new(summary, None, None).map_err(ConfigError::from)?;
         self.learning = false;
         for (peer, ann) in self.announcements() {
-            if let Err(conflict) = self.quorum.observe(peer, ann) {
+            if let Err(conflict) = self.quorum.observe(peer, &ann) {
                 debug!(%conflict, "announcement not counted under the adopted summary");
             }
         }
@@ -167,6 +172,19 @@ impl Membership {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::roster::Roster;
+
+    /// The device of party `number`; 0 is a client.
+    fn device(number: u8) -> PeerId {
+        libp2p::identity::Keypair::ed25519_from_bytes([number + 1; 32])
+            .unwrap()
+            .public()
+            .to_peer_id()
+    }
+
+    fn roster() -> Roster {
+        Roster::new((1..=3).map(device).collect()).unwrap()
+    }
 
     fn summary(provisioning: u8) -> ShareSummary {
         ShareSummary {
@@ -174,6 +192,7 @@ mod tests {
             provisioning_id: [provisioning; 16],
             n: 3,
             t: 1,
+            roster_sha256: roster().sha256(),
         }
     }
 
@@ -181,7 +200,20 @@ mod tests {
         Some(Announcement {
             party: PartyId::from_number(party).unwrap(),
             summary: summary(provisioning),
+            roster: roster(),
         })
+    }
+
+    fn party_one(provisioning: u8) -> Membership {
+        Membership::new(
+            Quorum::new(
+                summary(provisioning),
+                PartyId::from_number(1).ok(),
+                Some(roster()),
+            )
+            .unwrap(),
+            false,
+        )
     }
 
     fn numbers(view: &QuorumView) -> Vec<u8> {
@@ -202,11 +234,8 @@ mod tests {
 
     #[test]
     fn the_quorum_forms_and_is_lost_with_its_parties() {
-        let mut m = Membership::new(
-            Quorum::new(summary(2), PartyId::from_number(1).ok()).unwrap(),
-            false,
-        );
-        let (a, b, client) = (PeerId::random(), PeerId::random(), PeerId::random());
+        let mut m = party_one(2);
+        let (a, b, client) = (device(2), device(3), device(0));
         assert_eq!(names(&m.record(a, ann(2, 2))), ["announced"]);
         assert!(m.record(a, ann(2, 2)).is_empty(), "a repeat says nothing");
         assert_eq!(names(&m.record(b, ann(3, 2))), ["announced", "formed"]);
@@ -231,11 +260,8 @@ mod tests {
 
     #[test]
     fn conflicts_are_reported_and_not_counted() {
-        let mut m = Membership::new(
-            Quorum::new(summary(2), PartyId::from_number(1).ok()).unwrap(),
-            false,
-        );
-        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut m = party_one(2);
+        let (a, b) = (device(2), device(3));
         m.record(a, ann(2, 2));
         assert_eq!(names(&m.record(b, ann(2, 2))), ["conflict"]);
         assert_eq!(names(&m.record(b, ann(3, 9))), ["conflict"]);
@@ -245,8 +271,8 @@ mod tests {
 
     #[test]
     fn an_observer_adopts_the_summary_its_peers_announced() {
-        let mut m = Membership::new(Quorum::new(summary(0), None).unwrap(), true);
-        let peers: Vec<PeerId> = (0..3).map(|_| PeerId::random()).collect();
+        let mut m = Membership::new(Quorum::new(summary(0), None, None).unwrap(), true);
+        let peers: Vec<PeerId> = (1..=3).map(device).collect();
         for (party, peer) in (1..=3).zip(&peers) {
             assert_eq!(names(&m.record(*peer, ann(party, 5))), ["conflict"]);
         }
@@ -257,10 +283,7 @@ mod tests {
         let (_, again) = m.adopt_summary(summary(5)).unwrap();
         assert!(again.is_none());
 
-        let mut party = Membership::new(
-            Quorum::new(summary(5), PartyId::from_number(1).ok()).unwrap(),
-            false,
-        );
+        let mut party = party_one(5);
         assert!(matches!(
             party.adopt_summary(summary(6)),
             Err(NetError::NotAnObserver)

@@ -1,12 +1,15 @@
 //! Quorum formation: who is connected with which party index, and whether that is enough.
 //!
-//! Each device announces its party index and a summary of its share-file header. A [`Quorum`]
-//! counts a peer only if its summary equals ours (same model, same provisioning run, same n and
-//! t) and its index is free; it is *formed* once at least `2t + 1` distinct indices (ours
-//! included, when this node is a party) are present. Anything else is a [`QuorumConflict`]: the
-//! first peer to claim an index keeps it, and the conflict is reported rather than resolved by
-//! guessing, because two devices with the same index mean a provisioning mistake an operator
-//! must fix.
+//! Each device announces its party index, a summary of its share-file header and the
+//! provisioning's [`Roster`]. A [`Quorum`] counts a peer only if its summary equals ours (same
+//! model, same provisioning run, same n and t, same roster), the index is the one the roster
+//! gives that very peer, and the index is free; it is *formed* once at least `2t + 1` distinct
+//! indices (ours included, when this node is a party) are present. Anything else is a
+//! [`QuorumConflict`]: the first peer to claim an index keeps it, and the conflict is reported
+//! rather than resolved by guessing, because two devices with the same index mean a
+//! provisioning mistake an operator must fix. An observer (a client) has no share file: it
+//! takes the roster from the first announcement whose roster hashes to the summary's
+//! `roster_sha256`, and from then on checks peers like a party does.
 //!
 //! Pure bookkeeping: no I/O, driven by the event loop.
 
@@ -16,6 +19,8 @@ use std::fmt;
 use libp2p::PeerId;
 use mesh::PartyId;
 use serde::{Deserialize, Serialize};
+
+use crate::roster::Roster;
 
 /// The part of a share-file header that every party of one quorum must agree on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -28,6 +33,9 @@ pub struct ShareSummary {
     pub n: u8,
     /// Threshold: up to `t` colluding parties learn nothing.
     pub t: u8,
+    /// sha256 of the provisioning's roster ([`Roster::sha256`]): parties agreeing on a summary
+    /// agree on which device holds which index.
+    pub roster_sha256: [u8; 32],
 }
 
 impl ShareSummary {
@@ -62,9 +70,10 @@ impl fmt::Display for ShareSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "model {}.. provisioning {}.. n={} t={}",
+            "model {}.. provisioning {}.. roster {}.. n={} t={}",
             hex_prefix(&self.model_sha256),
             hex_prefix(&self.provisioning_id),
+            hex_prefix(&self.roster_sha256),
             self.n,
             self.t
         )
@@ -72,13 +81,16 @@ impl fmt::Display for ShareSummary {
 }
 
 /// What a party tells every peer it connects to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Announcement {
     /// Its party (on the wire its 1-based number, the Shamir evaluation point of its share
     /// file).
     pub party: PartyId,
     /// Its share-file header summary.
     pub summary: ShareSummary,
+    /// The roster of its share file, so that an observer can learn which device holds which
+    /// index (checked against `summary.roster_sha256`).
+    pub roster: Roster,
 }
 
 /// A local configuration that can never form a quorum.
@@ -108,6 +120,18 @@ pub enum QuorumConfigError {
         party: PartyId,
         /// Parties.
         n: u8,
+    },
+    /// A party node without a roster, or with one that is not its summary's.
+    #[error(
+        "this node's roster ({len} devices) does not match its share summary (n={n}, roster {expected}..): pass the roster of the share file the summary was made from"
+    )]
+    Roster {
+        /// Entries in the given roster (0: none given).
+        len: usize,
+        /// Parties.
+        n: u8,
+        /// Start of the summary's roster hash.
+        expected: String,
     },
 }
 
@@ -161,6 +185,29 @@ pub enum QuorumConflict {
         /// Parties.
         n: u8,
     },
+    /// A peer claims an index the roster gives another device: a client or a stray device
+    /// trying to take a party's place.
+    #[error(
+        "peer {peer} announced party {party}, which is provisioned to device {device}: refused (only the device named in the share files' roster may hold a party index)"
+    )]
+    NotRosterPeer {
+        /// The claimant (not counted).
+        peer: PeerId,
+        /// The index it claimed.
+        party: PartyId,
+        /// The device the roster gives that index.
+        device: PeerId,
+    },
+    /// A peer announced a roster that does not hash to the summary it announced.
+    #[error(
+        "peer {peer} (party {party}) announced a roster that does not match its share summary: refused; re-provision it from the same `sotto provision` run"
+    )]
+    RosterMismatch {
+        /// The peer.
+        peer: PeerId,
+        /// Index it announced.
+        party: PartyId,
+    },
     /// A connected peer announced something different from its earlier announcement.
     #[error("peer {peer} changed its announcement from party {old} to party {new} while connected")]
     Reannounced {
@@ -200,16 +247,21 @@ impl QuorumView {
 pub struct Quorum {
     summary: ShareSummary,
     local_party: Option<PartyId>,
+    /// Which device holds which index; `None` only for an observer that has not seen an
+    /// announcement carrying the summary's roster yet.
+    roster: Option<Roster>,
     by_party: BTreeMap<PartyId, PeerId>,
     by_peer: BTreeMap<PeerId, PartyId>,
 }
 
 impl Quorum {
     /// An empty view for a node holding `summary` as party `local_party` (`None`: an observer,
-    /// such as the client, which counts only peers).
+    /// such as the client, which counts only peers). A party must pass its share file's
+    /// `roster`; an observer may pass `None` and learns it from the announcements.
     pub fn new(
         summary: ShareSummary,
         local_party: Option<PartyId>,
+        roster: Option<Roster>,
     ) -> Result<Self, QuorumConfigError> {
         summary.validate()?;
         if let Some(party) = local_party {
@@ -220,9 +272,19 @@ impl Quorum {
                 });
             }
         }
+        let fits =
+            |r: &Roster| r.len() == usize::from(summary.n) && r.sha256() == summary.roster_sha256;
+        if (local_party.is_some() || roster.is_some()) && !roster.as_ref().is_some_and(fits) {
+            return Err(QuorumConfigError::Roster {
+                len: roster.as_ref().map_or(0, Roster::len),
+                n: summary.n,
+                expected: hex_prefix(&summary.roster_sha256),
+            });
+        }
         Ok(Quorum {
             summary,
             local_party,
+            roster,
             by_party: BTreeMap::new(),
             by_peer: BTreeMap::new(),
         })
@@ -230,17 +292,50 @@ impl Quorum {
 
     /// This node's announcement (`None` for an observer).
     pub fn local_announcement(&self) -> Option<Announcement> {
+        let roster = self.roster.clone()?;
         self.local_party.map(|party| Announcement {
             party,
             summary: self.summary,
+            roster,
         })
+    }
+
+    /// The roster in force (`None`: an observer that has not learned it yet).
+    pub fn roster(&self) -> Option<&Roster> {
+        self.roster.as_ref()
+    }
+
+    /// The roster check: the announced roster must be the summary's, and the index must be
+    /// the one it gives `peer`. An observer adopts the first roster that matches its summary.
+    #[allow(clippy::result_large_err)]
+    fn check_roster(&mut self, peer: PeerId, ann: &Announcement) -> Result<(), QuorumConflict> {
+        let party = ann.party;
+        if ann.roster.len() != usize::from(self.summary.n)
+            || ann.roster.sha256() != self.summary.roster_sha256
+        {
+            return Err(QuorumConflict::RosterMismatch { peer, party });
+        }
+        let roster = self.roster.get_or_insert_with(|| ann.roster.clone());
+        match roster.peer_of(party) {
+            Some(device) if device == peer => Ok(()),
+            Some(device) => Err(QuorumConflict::NotRosterPeer {
+                peer,
+                party,
+                device,
+            }),
+            None => Err(QuorumConflict::PartyOutOfRange {
+                peer,
+                party,
+                n: self.summary.n,
+            }),
+        }
     }
 
     /// Records a connected peer's announcement. `Ok(true)` if it joined, `Ok(false)` if it
     /// repeated what it had already announced.
     // Conflicts are rare and off the hot path; boxing them would only make matching clumsier.
     #[allow(clippy::result_large_err)]
-    pub fn observe(&mut self, peer: PeerId, ann: Announcement) -> Result<bool, QuorumConflict> {
+    pub fn observe(&mut self, peer: PeerId, ann: &Announcement) -> Result<bool, QuorumConflict> {
         let party = ann.party;
         if ann.summary != self.summary {
             return Err(QuorumConflict::OtherProvisioning {
@@ -267,6 +362,7 @@ impl Quorum {
                 new: party,
             });
         }
+        self.check_roster(peer, ann)?;
         if self.local_party == Some(party) {
             return Err(QuorumConflict::DuplicateLocalParty { party, peer });
         }
@@ -324,12 +420,29 @@ impl Quorum {
 mod tests {
     use super::*;
 
+    /// The device of party `number` (1-based); index 0 is the "client".
+    fn device(number: u8) -> PeerId {
+        libp2p::identity::Keypair::ed25519_from_bytes([number + 1; 32])
+            .unwrap()
+            .public()
+            .to_peer_id()
+    }
+
+    fn client() -> PeerId {
+        device(0)
+    }
+
+    fn roster() -> Roster {
+        Roster::new((1..=3).map(device).collect()).unwrap()
+    }
+
     fn summary() -> ShareSummary {
         ShareSummary {
             model_sha256: [1; 32],
             provisioning_id: [2; 16],
             n: 3,
             t: 1,
+            roster_sha256: roster().sha256(),
         }
     }
 
@@ -341,18 +454,23 @@ mod tests {
         Announcement {
             party: p(party),
             summary: summary(),
+            roster: roster(),
         }
+    }
+
+    fn party_quorum() -> Quorum {
+        Quorum::new(summary(), Some(p(1)), Some(roster())).unwrap()
     }
 
     #[test]
     fn forms_with_two_t_plus_one_distinct_indices() {
-        let mut q = Quorum::new(summary(), Some(p(1))).unwrap();
-        let (a, b) = (PeerId::random(), PeerId::random());
+        let mut q = party_quorum();
+        let (a, b) = (device(2), device(3));
         assert!(!q.is_formed());
-        assert_eq!(q.observe(a, ann(2)), Ok(true));
+        assert_eq!(q.observe(a, &ann(2)), Ok(true));
         assert!(!q.is_formed());
-        assert_eq!(q.observe(a, ann(2)), Ok(false));
-        assert_eq!(q.observe(b, ann(3)), Ok(true));
+        assert_eq!(q.observe(a, &ann(2)), Ok(false));
+        assert_eq!(q.observe(b, &ann(3)), Ok(true));
         assert!(q.is_formed());
         assert_eq!(q.view().parties(), [p(1), p(2), p(3)]);
         assert_eq!(q.peer_of(p(3)), Some(b));
@@ -361,40 +479,97 @@ mod tests {
     }
 
     #[test]
-    fn observer_needs_all_from_peers() {
-        let mut q = Quorum::new(summary(), None).unwrap();
+    fn observer_learns_the_roster_and_needs_all_from_peers() {
+        let mut q = Quorum::new(summary(), None, None).unwrap();
+        assert_eq!(q.roster(), None);
         for p in 1..=3 {
-            q.observe(PeerId::random(), ann(p)).unwrap();
+            q.observe(device(p), &ann(p)).unwrap();
         }
         assert!(q.is_formed());
+        assert_eq!(q.roster(), Some(&roster()));
         assert_eq!(q.local_announcement(), None);
     }
 
     #[test]
+    fn a_peer_outside_the_roster_never_takes_a_free_index() {
+        // Party 3 is rebooting: its index is free, and an allow-listed client claims it.
+        let mut q = party_quorum();
+        q.observe(device(2), &ann(2)).unwrap();
+        let err = q.observe(client(), &ann(3)).unwrap_err();
+        assert_eq!(
+            err,
+            QuorumConflict::NotRosterPeer {
+                peer: client(),
+                party: p(3),
+                device: device(3),
+            }
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&device(3).to_string()) && text.contains("refused"),
+            "{text}"
+        );
+        // A device of the roster cannot take another device's index either.
+        let mut fresh = party_quorum();
+        assert!(matches!(
+            fresh.observe(device(3), &ann(2)),
+            Err(QuorumConflict::NotRosterPeer { .. })
+        ));
+        assert_eq!(q.peer_of(p(3)), None);
+        assert!(!q.is_formed());
+        // The real device still gets its index back.
+        assert_eq!(q.observe(device(3), &ann(3)), Ok(true));
+    }
+
+    #[test]
+    fn an_observer_refuses_a_client_on_any_index() {
+        let mut q = Quorum::new(summary(), None, None).unwrap();
+        for party in 1..=3 {
+            assert!(matches!(
+                q.observe(client(), &ann(party)),
+                Err(QuorumConflict::NotRosterPeer { .. })
+            ));
+        }
+        assert!(q.view().peers.is_empty());
+    }
+
+    #[test]
+    fn a_roster_that_does_not_match_the_summary_is_refused() {
+        let mut forged = ann(3);
+        forged.roster = Roster::new(vec![device(1), device(2), client()]).unwrap();
+        for mut q in [party_quorum(), Quorum::new(summary(), None, None).unwrap()] {
+            assert!(matches!(
+                q.observe(client(), &forged),
+                Err(QuorumConflict::RosterMismatch { .. })
+            ));
+            assert!(q.view().peers.is_empty());
+        }
+        assert!(matches!(
+            Quorum::new(summary(), Some(p(1)), None),
+            Err(QuorumConfigError::Roster { len: 0, n: 3, .. })
+        ));
+        assert!(matches!(
+            Quorum::new(summary(), Some(p(1)), Some(forged.roster)),
+            Err(QuorumConfigError::Roster { len: 3, .. })
+        ));
+    }
+
+    #[test]
     fn conflicts_are_typed_and_not_counted() {
-        let mut q = Quorum::new(summary(), Some(p(1))).unwrap();
-        let (a, b, c) = (PeerId::random(), PeerId::random(), PeerId::random());
-        q.observe(a, ann(2)).unwrap();
+        let mut q = party_quorum();
+        let (a, c) = (device(2), device(3));
+        q.observe(a, &ann(2)).unwrap();
         assert!(matches!(
-            q.observe(b, ann(2)),
-            Err(QuorumConflict::DuplicateParty { party, holder, peer })
-                if party == p(2) && holder == a && peer == b
-        ));
-        assert!(matches!(
-            q.observe(b, ann(1)),
-            Err(QuorumConflict::DuplicateLocalParty { party, .. }) if party == p(1)
-        ));
-        assert!(matches!(
-            q.observe(b, ann(4)),
+            q.observe(c, &ann(4)),
             Err(QuorumConflict::PartyOutOfRange { party, n: 3, .. }) if party == p(4)
         ));
         assert!(matches!(
-            q.observe(a, ann(3)),
+            q.observe(a, &ann(3)),
             Err(QuorumConflict::Reannounced { old, new, .. }) if (old, new) == (p(2), p(3))
         ));
         let mut other = ann(3);
         other.summary.model_sha256 = [9; 32];
-        let err = q.observe(c, other).unwrap_err();
+        let err = q.observe(c, &other).unwrap_err();
         assert!(matches!(err, QuorumConflict::OtherProvisioning { .. }));
         assert!(err.to_string().contains("re-provision"));
         assert_eq!(q.view().peers.len(), 1);
@@ -406,17 +581,17 @@ mod tests {
         let mut s = summary();
         s.n = 2;
         assert!(matches!(
-            Quorum::new(s, Some(p(1))),
+            Quorum::new(s, Some(p(1)), Some(roster())),
             Err(QuorumConfigError::Threshold { n: 2, t: 1 })
         ));
         assert!(matches!(
-            Quorum::new(summary(), Some(p(4))),
+            Quorum::new(summary(), Some(p(4)), Some(roster())),
             Err(QuorumConfigError::LocalParty { party, n: 3 }) if party == p(4)
         ));
         let mut big = summary();
         big.n = 65;
         assert!(matches!(
-            Quorum::new(big, None),
+            Quorum::new(big, None, None),
             Err(QuorumConfigError::TooManyParties { n: 65, max: 64 })
         ));
     }

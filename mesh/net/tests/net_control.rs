@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{numbers, p, party};
+use common::{device_key, numbers, p, party, roster};
 use mesh::Endpoint;
 use mesh_net::{
     Keypair, Multiaddr, NetConfig, NetError, NetHandle, PeerId, PreSharedKey, SessionId,
@@ -21,6 +21,7 @@ fn summary() -> ShareSummary {
         provisioning_id: [0x17; 16],
         n: 3,
         t: 1,
+        roster_sha256: roster(3).sha256(),
     }
 }
 
@@ -38,6 +39,9 @@ async fn start(
     learn: bool,
 ) -> Node {
     let mut config = NetConfig::new(psk, allowed, summary, party.map(p));
+    if party.is_some() {
+        config.roster = Some(roster(summary.n));
+    }
     config.redial_interval = Duration::from_millis(250);
     config.learn_summary = learn;
     let (handle, event_loop) = mesh_net::new(config, key).expect("valid config");
@@ -55,7 +59,10 @@ async fn start(
 /// Three parties and a learning client that dials them all.
 async fn mesh() -> (Vec<Node>, Node) {
     let psk = mesh_net::generate_psk();
-    let keys: Vec<Keypair> = (0..4).map(|_| Keypair::generate_ed25519()).collect();
+    let keys: Vec<Keypair> = (1..=3)
+        .map(device_key)
+        .chain([Keypair::generate_ed25519()])
+        .collect();
     let allowed: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
     let mut parties: Vec<Node> = Vec::new();
     for (i, key) in keys[..3].iter().enumerate() {
@@ -81,6 +88,7 @@ async fn mesh() -> (Vec<Node>, Node) {
         provisioning_id: [0; 16],
         n: 1,
         t: 0,
+        roster_sha256: [0; 32],
     };
     let client = start(psk, allowed, placeholder, None, keys[3].clone(), true).await;
     for p in &parties {

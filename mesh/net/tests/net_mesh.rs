@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{numbers, p, party};
+use common::{device_key, numbers, p, party, roster};
 use mesh::{ClientLink, Endpoint, Threshold, Transport};
 use mesh_net::{
     Keypair, Multiaddr, NetClientLink, NetConfig, NetError, NetEvent, NetHandle, NetTransport,
@@ -31,6 +31,7 @@ fn summary(n: u8, t: u8) -> ShareSummary {
         provisioning_id: [0x17; 16],
         n,
         t,
+        roster_sha256: roster(n).sha256(),
     }
 }
 
@@ -68,6 +69,9 @@ fn test_config(
     party: Option<u8>,
 ) -> NetConfig {
     let mut config = NetConfig::new(psk, allowed, summary, party.map(p));
+    if party.is_some() {
+        config.roster = Some(roster(summary.n));
+    }
     // Loopback tests: no multicast (already the default, stated to be sure), fast redial,
     // short handshakes.
     config.mdns = false;
@@ -94,7 +98,7 @@ async fn start_mesh(
     extra_allowed: &[PeerId],
 ) -> (Vec<Node>, PreSharedKey) {
     let psk = mesh_net::generate_psk();
-    let keys: Vec<Keypair> = (0..parties).map(|_| Keypair::generate_ed25519()).collect();
+    let keys: Vec<Keypair> = (1..=parties).map(device_key).collect();
     let mut allowed: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
     allowed.extend_from_slice(extra_allowed);
     let mut nodes: Vec<Node> = Vec::new();
@@ -665,11 +669,7 @@ async fn raw_tcp_garbage_never_reaches_the_protocol() {
 /// `max_frame_bytes`.
 async fn three_with_small_first(max_frame_bytes: usize) -> (Node, Node, Node) {
     let psk = mesh_net::generate_psk();
-    let (key_a, key_b, key_c) = (
-        Keypair::generate_ed25519(),
-        Keypair::generate_ed25519(),
-        Keypair::generate_ed25519(),
-    );
+    let (key_a, key_b, key_c) = (device_key(1), device_key(2), device_key(3));
     let allowed = vec![
         key_a.public().to_peer_id(),
         key_b.public().to_peer_id(),
@@ -775,7 +775,7 @@ async fn oversized_frame_from_an_admitted_peer_is_dropped_without_harm() {
 async fn rounds_are_buffered_until_asked_for_and_bounded() {
     bounded(async {
         let psk = mesh_net::generate_psk();
-        let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
+        let keys: Vec<Keypair> = (1..=3).map(device_key).collect();
         let allowed: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
         let mut nodes = Vec::new();
         for (i, key) in keys.into_iter().enumerate() {
@@ -840,7 +840,7 @@ async fn rounds_are_buffered_until_asked_for_and_bounded() {
 async fn conflicting_announcements_are_reported() {
     bounded(async {
         // Two admitted but misprovisioned devices: one with another model, one with a copy of
-        // party 2's share file.
+        // party 2's share file (so not the device the roster names for party 2).
         let (key_x, key_y) = (Keypair::generate_ed25519(), Keypair::generate_ed25519());
         let (peer_x, peer_y) = (key_x.public().to_peer_id(), key_y.public().to_peer_id());
         let (nodes, psk) = start_mesh(2, summary(3, 1), &[peer_x, peer_y]).await;
@@ -877,11 +877,11 @@ async fn conflicting_announcements_are_reported() {
                         QuorumConflict::OtherProvisioning { peer, .. } => {
                             other_provisioning = Some((peer, c.to_string()))
                         }
-                        QuorumConflict::DuplicateParty {
+                        QuorumConflict::NotRosterPeer {
                             party,
-                            holder,
+                            device,
                             peer,
-                        } => duplicate = Some((party, holder, peer)),
+                        } => duplicate = Some((party, device, peer)),
                         _ => {}
                     },
                     Ok(_) => {}
@@ -909,10 +909,75 @@ async fn conflicting_announcements_are_reported() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admitted_client_claiming_a_free_party_index_is_refused() {
+    bounded(async {
+        // Party 3 is down (rebooting); the client's key is on every allow-list and it
+        // announces party 3 with the right summary and roster.
+        let client_key = Keypair::generate_ed25519();
+        let client_peer = client_key.public().to_peer_id();
+        let device = device_key(3).public().to_peer_id();
+        let (nodes, psk) = start_mesh(2, summary(3, 1), &[client_peer, device]).await;
+        let mut events = nodes[0].handle.subscribe();
+        let allowed: Vec<PeerId> = nodes.iter().map(Node::peer).collect();
+        let impostor = start(
+            test_config(psk, allowed.clone(), summary(3, 1), Some(3)),
+            client_key,
+        )
+        .await;
+        for node in &nodes {
+            impostor
+                .handle
+                .add_static_peer(node.dial_addr())
+                .await
+                .unwrap();
+        }
+        let refused = wait_for(&mut events, |e| match e {
+            NetEvent::Conflict(c @ QuorumConflict::NotRosterPeer { .. }) => Some(c.clone()),
+            _ => None,
+        })
+        .await;
+        assert_eq!(
+            refused,
+            Some(QuorumConflict::NotRosterPeer {
+                peer: client_peer,
+                party: p(3),
+                device,
+            })
+        );
+        for node in &nodes {
+            let view = node.handle.quorum().await.unwrap();
+            assert_eq!(view.peers.get(&p(3)).copied(), None, "index 3 stays free");
+            assert!(!view.formed, "the impostor is not counted");
+        }
+        // The real party 3 comes back and takes its index.
+        let real = start(
+            test_config(psk, allowed, summary(3, 1), Some(3)),
+            device_key(3),
+        )
+        .await;
+        for node in &nodes {
+            real.handle.add_static_peer(node.dial_addr()).await.unwrap();
+        }
+        for node in &nodes {
+            node.handle.wait_for_quorum(WAIT).await.unwrap();
+            let view = node.handle.quorum().await.unwrap();
+            assert_eq!(view.peers.get(&p(3)).copied(), Some(device));
+        }
+        for node in [impostor, real] {
+            node.shutdown().await;
+        }
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wifi_link_emulation_is_applied_on_the_send_path() {
     bounded(async {
         let psk = mesh_net::generate_psk();
-        let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate_ed25519()).collect();
+        let keys: Vec<Keypair> = (1..=3).map(device_key).collect();
         let allowed: Vec<PeerId> = keys.iter().map(|k| k.public().to_peer_id()).collect();
         let mut nodes: Vec<Node> = Vec::new();
         for (i, key) in keys.into_iter().enumerate() {

@@ -163,14 +163,20 @@ impl std::fmt::Debug for Connected {
     }
 }
 
-/// The summary held by the most distinct parties, if 2t+1 of them agree.
+/// The summary held by the most distinct parties, if 2t+1 of them agree. Only announcements
+/// from the device their own roster names for the index, with a roster matching the summary,
+/// count: an impostor cannot tip the choice.
 fn choose_summary(anns: &[(PeerId, net::Announcement)]) -> Option<(ShareSummary, usize)> {
     let mut by: BTreeMap<Vec<u8>, (ShareSummary, Vec<PartyId>)> = BTreeMap::new();
-    for (_, a) in anns {
+    for (peer, a) in anns {
         let s = a.summary;
+        if a.roster.sha256() != s.roster_sha256 || a.roster.peer_of(a.party) != Some(*peer) {
+            continue;
+        }
         let mut k = s.model_sha256.to_vec();
         k.extend_from_slice(&s.provisioning_id);
         k.extend_from_slice(&[s.n, s.t]);
+        k.extend_from_slice(&s.roster_sha256);
         let e = by.entry(k).or_insert((s, Vec::new()));
         if !e.1.contains(&a.party) {
             e.1.push(a.party);
@@ -190,6 +196,7 @@ fn client_config(reach: &Reach) -> Result<NetConfig> {
         provisioning_id: [0; 16],
         n: 1,
         t: 0,
+        roster_sha256: [0; 32],
     };
     let mut config = NetConfig::new(reach.psk, reach.allowed.clone(), placeholder, None);
     config.static_peers = reach.peers.clone();

@@ -58,39 +58,52 @@ impl std::fmt::Debug for LocalMesh {
 
 struct Keys {
     psk: PreSharedKey,
+    /// The devices of the share files' roster, in party order.
     parties: Vec<Keypair>,
     client: Keypair,
+    /// The devices, then the client.
     allowed: Vec<PeerId>,
 }
 
-fn keys(n: usize) -> Keys {
-    let all: Vec<Keypair> = (0..=n).map(|_| Keypair::generate_ed25519()).collect();
+fn keys(parties: &[Keypair]) -> Keys {
+    let client = Keypair::generate_ed25519();
     Keys {
         psk: net::generate_psk(),
-        allowed: all.iter().map(|k| k.public().to_peer_id()).collect(),
-        client: all[n].clone(),
-        parties: all[..n].to_vec(),
+        allowed: parties
+            .iter()
+            .chain([&client])
+            .map(|k| k.public().to_peer_id())
+            .collect(),
+        client,
+        parties: parties.to_vec(),
     }
 }
 
 impl LocalMesh {
-    /// Starts one node per party model (party `i + 1`'s at `i`), connects them in a full mesh
-    /// with link emulation `link`, and connects a client.
+    /// Starts one node per party model (party `i + 1`'s at `i`, with node identity `keys[i]`,
+    /// the device its share file's roster names), connects them in a full mesh with link
+    /// emulation `link`, and connects a client.
     pub fn start(
         parties: &[Arc<PartyModel>],
+        keys: &[Keypair],
         th: Threshold,
         link: LinkProfile,
         deadlines: Deadlines,
     ) -> Result<LocalMesh> {
-        if parties.len() != th.n() {
-            bail!("{} party models for n = {}", parties.len(), th.n());
+        if parties.len() != th.n() || keys.len() != th.n() {
+            bail!(
+                "{} party models and {} identities for n = {}",
+                parties.len(),
+                keys.len(),
+                th.n()
+            );
         }
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .context("starting the async runtime")?;
-        let keys = keys(th.n());
+        let keys = self::keys(keys);
         let (servers, addrs) = rt.block_on(start_parties(parties, th, link, deadlines, &keys))?;
         let reach = Reach {
             psk: keys.psk,
@@ -180,12 +193,14 @@ async fn start_parties(
     let mut addrs: Vec<Multiaddr> = Vec::new();
     for (i, model) in parties.iter().enumerate() {
         let party = PartyId::from_index(i)?;
-        let mut config = NetConfig::new(
-            keys.psk,
-            keys.allowed.clone(),
-            summary_of(model),
-            Some(party),
-        );
+        let (summary, roster) = summary_of(model).context("the share file's roster")?;
+        let local = keys.parties[i].public().to_peer_id();
+        if roster.peer_of(party) != Some(local) {
+            bail!("party {party}'s share file is provisioned to another node identity");
+        }
+        let allowed = keys.allowed.iter().copied().filter(|p| *p != local);
+        let mut config = NetConfig::new(keys.psk, allowed.collect(), summary, Some(party));
+        config.roster = Some(roster);
         config.link = link;
         config.redial_interval = Duration::from_millis(250);
         let (handle, event_loop) =

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use mesh::Threshold;
-use mesh_net::LinkProfile;
+use mesh_net::{Keypair, LinkProfile, Roster};
 use models::secure::{PartyModel, check_quorum, file_sha256, provision};
 use models::sharefile::ShareFile;
 use models::{Engine, F32Engine, FixedWeights, Model, Sampler};
@@ -26,6 +26,11 @@ use local::{Deadlines, LocalMesh};
 /// The share file of party `party` (1-based) in `dir`.
 pub fn share_path(dir: &Path, party: usize) -> PathBuf {
     dir.join(format!("party-{party}.share"))
+}
+
+/// The identity file of party `party`'s node in a demo's share folder.
+pub fn key_path(dir: &Path, party: usize) -> PathBuf {
+    dir.join(format!("party-{party}.key"))
 }
 
 /// Where `demo` keeps the share files of a `(n, t)` mesh by default.
@@ -47,15 +52,24 @@ fn progress_bar(total: u64, quiet: bool) -> ProgressBar {
     pb
 }
 
-/// Splits the model in `model_dir` into share files in `out`. Refuses to touch an existing
-/// provisioning unless `force`; checks every destination before writing any.
+/// Splits the model in `model_dir` into share files in `out`, party `i + 1` bound to the device
+/// `roster` lists at `i`. Refuses to touch an existing provisioning unless `force`; checks
+/// every destination before writing any.
 pub fn provision_into(
     model_dir: &Path,
     th: Threshold,
+    roster: &Roster,
     out: &Path,
     force: bool,
     quiet: bool,
 ) -> Result<()> {
+    if roster.len() != th.n() {
+        bail!(
+            "{} device peer IDs for {} parties: give one --device per party, in party order",
+            roster.len(),
+            th.n()
+        );
+    }
     let model = Model::load_dir(model_dir)?;
     let (ck_path, _) = Model::files(model_dir);
     let sha = file_sha256(&ck_path).with_context(|| format!("hashing {}", ck_path.display()))?;
@@ -75,9 +89,14 @@ pub fn provision_into(
     let fw = FixedWeights::from_checkpoint(&model.checkpoint)?;
     let total: u64 = fw.tensors().iter().map(|(_, v)| v.len() as u64).sum();
     let pb = progress_bar(total, quiet);
-    let files = provision(&fw, sha, th, &mut rand::rngs::OsRng, |done, _| {
-        pb.set_position(done)
-    })?;
+    let files = provision(
+        &fw,
+        sha,
+        th,
+        &roster.to_bytes(),
+        &mut rand::rngs::OsRng,
+        |done, _| pb.set_position(done),
+    )?;
     pb.finish_and_clear();
     for (i, f) in files.iter().enumerate() {
         f.write(&share_path(out, i + 1), force)?;
@@ -85,9 +104,15 @@ pub fn provision_into(
     Ok(())
 }
 
-/// Loads a folder's share files, or `None` if any is missing or made from another model or
-/// `(n, t)` (the demo then provisions afresh).
-fn load_shares(dir: &Path, th: Threshold, sha: [u8; 32]) -> Result<Option<Vec<ShareFile>>> {
+/// Loads a folder's share files, or `None` if any is missing or made from another model,
+/// `(n, t)` or roster (the demo then provisions afresh).
+fn load_shares(
+    dir: &Path,
+    th: Threshold,
+    sha: [u8; 32],
+    roster: &Roster,
+) -> Result<Option<Vec<ShareFile>>> {
+    let roster = roster.to_bytes();
     let mut files = Vec::with_capacity(th.n());
     for i in 1..=th.n() {
         let p = share_path(dir, i);
@@ -96,7 +121,11 @@ fn load_shares(dir: &Path, th: Threshold, sha: [u8; 32]) -> Result<Option<Vec<Sh
         }
         let f = ShareFile::read(&p)?;
         let h = &f.header;
-        if h.model_sha256 != sha || usize::from(h.n) != th.n() || usize::from(h.t) != th.t() {
+        if h.model_sha256 != sha
+            || usize::from(h.n) != th.n()
+            || usize::from(h.t) != th.t()
+            || h.roster != roster
+        {
             return Ok(None);
         }
         files.push(f);
@@ -108,16 +137,35 @@ fn load_shares(dir: &Path, th: Threshold, sha: [u8; 32]) -> Result<Option<Vec<Sh
     Ok(Some(files))
 }
 
+/// A local mesh's parties: each one's model and its node identity (the device the roster of
+/// its share file names).
+pub struct LocalParties {
+    /// Party `i + 1`'s model at `i`.
+    pub models: Vec<Arc<PartyModel>>,
+    /// Party `i + 1`'s node identity at `i`.
+    pub keys: Vec<Keypair>,
+}
+
+impl std::fmt::Debug for LocalParties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalParties")
+            .field("parties", &self.models.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Every party's model from the share files in `dir`, provisioned there first when they are
-/// missing or belong to another model or `(n, t)`.
-pub fn load_or_provision(
-    model_dir: &Path,
-    th: Threshold,
-    dir: &Path,
-) -> Result<Vec<Arc<PartyModel>>> {
+/// missing or belong to another model, `(n, t)` or set of node identities. The identities are
+/// kept next to the shares (`party-<i>.key`, 0600) so the cached roster stays valid.
+pub fn load_or_provision(model_dir: &Path, th: Threshold, dir: &Path) -> Result<LocalParties> {
     let (ck_path, _) = Model::files(model_dir);
     let sha = file_sha256(&ck_path).with_context(|| format!("hashing {}", ck_path.display()))?;
-    let files = match load_shares(dir, th, sha)? {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let keys = (1..=th.n())
+        .map(|i| mesh_net::load_or_generate_identity(&key_path(dir, i)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let roster = Roster::new(keys.iter().map(|k| k.public().to_peer_id()).collect())?;
+    let files = match load_shares(dir, th, sha, &roster)? {
         Some(f) => f,
         None => {
             eprintln!(
@@ -126,15 +174,17 @@ pub fn load_or_provision(
                 th.t(),
                 dir.display()
             );
-            provision_into(model_dir, th, dir, true, false)?;
-            load_shares(dir, th, sha)?.context("the fresh provisioning did not load back")?
+            provision_into(model_dir, th, &roster, dir, true, false)?;
+            load_shares(dir, th, sha, &roster)?
+                .context("the fresh provisioning did not load back")?
         }
     };
-    Ok(files
+    let models = files
         .iter()
         .enumerate()
         .map(|(i, f)| PartyModel::from_share_file(f, th, i).map(Arc::new))
-        .collect::<Result<_, _>>()?)
+        .collect::<Result<_, _>>()?;
+    Ok(LocalParties { models, keys })
 }
 
 /// Where the demo's parties run.
@@ -148,7 +198,7 @@ pub enum Where {
 
 /// A private generation on a local mesh of `parties`.
 pub fn run_private(
-    parties: &[Arc<PartyModel>],
+    parties: &LocalParties,
     th: Threshold,
     at: Where,
     generation: Generation,
@@ -165,11 +215,17 @@ pub fn run_private(
                 max_sessions: 1,
                 profile: firmware_profiles::DEFAULT_PROFILE.to_owned(),
             };
-            let mesh = MemMesh::new(parties, th, &settings)?;
+            let mesh = MemMesh::new(&parties.models, th, &settings)?;
             Ok(mesh.generate(generation, prompt, sampler, on_token)?)
         }
         Where::Libp2p(link) => {
-            let mesh = LocalMesh::start(parties, th, link, Deadlines::default())?;
+            let mesh = LocalMesh::start(
+                &parties.models,
+                &parties.keys,
+                th,
+                link,
+                Deadlines::default(),
+            )?;
             let g = mesh.generate(generation, prompt, sampler, on_token);
             mesh.shutdown();
             g

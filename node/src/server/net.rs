@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use mesh::PartyId;
 use mesh_net::{
-    ControlRequest, NetError, NetEvent, NetHandle, PeerId, QuorumView, SessionId, ShareSummary,
+    ControlRequest, NetError, NetEvent, NetHandle, PeerId, QuorumView, Roster, RosterError,
+    SessionId, ShareSummary,
 };
 use models::secure::PartyModel;
 use tokio::sync::{broadcast, mpsc};
@@ -122,15 +123,19 @@ async fn mesh_view(net: &NetHandle) -> MeshView {
     }
 }
 
-/// The share summary every party of this provisioning announces.
-pub fn summary_of(model: &PartyModel) -> ShareSummary {
+/// The share summary every party of this provisioning announces, and the roster (party index
+/// -> device) its share file binds, which the summary covers by hash.
+pub fn summary_of(model: &PartyModel) -> Result<(ShareSummary, Roster), RosterError> {
     let h = model.header();
-    ShareSummary {
+    let roster = Roster::from_bytes(&h.roster)?;
+    let summary = ShareSummary {
         model_sha256: h.model_sha256,
         provisioning_id: h.provisioning_id,
         n: h.n,
         t: h.t,
-    }
+        roster_sha256: roster.sha256(),
+    };
+    Ok((summary, roster))
 }
 
 /// Starts answering control messages and watching the mesh (call once per node, inside its

@@ -2,9 +2,11 @@
 //!
 //! At start the node checks what it can before opening a socket: the config
 //! ([`crate::config`]), the share file (its header against itself, its size plus the KV cache
-//! against the device profile's memory budget), the key files (owner-only). It then joins the
-//! mesh (static peers, optional mDNS, PSK + Noise, allow-list), announces its party index and
-//! share summary, and serves until SIGINT or SIGTERM.
+//! against the device profile's memory budget; owner-only, like the key files), the key files
+//! (owner-only), and that its identity is the device the share file's roster names for its
+//! party. It then joins the mesh (static peers, optional mDNS, PSK + Noise, allow-list = the
+//! other devices of the roster + the clients), announces its party index, share summary and
+//! roster, and serves until SIGINT or SIGTERM.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -136,10 +138,12 @@ fn load_model(config: &NodeConfig) -> Result<(Arc<PartyModel>, u64)> {
 }
 
 async fn serve_until_stopped(config: NodeConfig, c: Checked, workers: usize) -> Result<()> {
-    let summary = summary_of(&c.model);
+    let (summary, roster) = summary_of(&c.model)
+        .with_context(|| format!("the roster of {}", config.share_file.display()))?;
     let party =
         PartyId::from_number(c.model.header().party).context("the share file's party number")?;
-    let net_config = config.net_config(c.psk, summary, party);
+    let local = c.key.public().to_peer_id();
+    let net_config = config.net_config(c.psk, summary, party, roster, local)?;
     let (handle, event_loop) = net::new(net_config, c.key).context("starting the mesh node")?;
     let events = handle.subscribe();
     let loop_task = tokio::spawn(event_loop.run());
@@ -189,5 +193,34 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_share_file_others_can_read_is_refused_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let share = dir.path().join("party-1.share");
+        // The permission check comes before the content is read: any bytes will do.
+        std::fs::write(&share, b"SOTTOSHR not a real share file").unwrap();
+        std::fs::set_permissions(&share, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let config = NodeConfig::parse(
+            "identity = \"node.key\"\nshare_file = \"party-1.share\"\npsk_file = \"mesh.psk\"\n",
+            &dir.path().join("node.toml"),
+        )
+        .unwrap();
+        let Err(err) = load_model(&config) else {
+            panic!("a 0644 share file was accepted");
+        };
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("chmod 600") && err.contains("party-1.share"),
+            "{err}"
+        );
     }
 }

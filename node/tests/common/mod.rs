@@ -22,12 +22,24 @@ pub(crate) use reference::{BOS_ONLY_IDS, PROMPT_CONTINUATION_IDS, PROMPT_IDS, lo
 /// truncation as well as the twin's approximations.
 pub(crate) const LOGIT_BOUND: f32 = 0.01;
 
-/// Every party's model of a fresh `(n, t)` provisioning of the real model (seeded).
+/// The node identity of party `i + 1` at `i`: the devices of [`party_models`]' roster.
+pub(crate) fn device_keys(n: usize) -> Vec<mesh_net::Keypair> {
+    (1..=n)
+        .map(|i| mesh_net::Keypair::ed25519_from_bytes([i as u8; 32]).expect("ed25519 key"))
+        .collect()
+}
+
+/// Every party's model of a fresh `(n, t)` provisioning of the real model (seeded), party
+/// `i + 1` bound to `device_keys(n)[i]`.
 pub(crate) fn party_models(model: &Model, n: usize, t: usize, seed: u64) -> Vec<Arc<PartyModel>> {
     let fw = FixedWeights::from_checkpoint(&model.checkpoint).expect("fixed weights");
     let th = Threshold::new(n, t).expect("threshold");
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let files = provision(&fw, [0xAB; 32], th, &mut rng, |_, _| {}).expect("provision");
+    let roster: Vec<Vec<u8>> = device_keys(n)
+        .iter()
+        .map(|k| k.public().to_peer_id().to_bytes())
+        .collect();
+    let files = provision(&fw, [0xAB; 32], th, &roster, &mut rng, |_, _| {}).expect("provision");
     files
         .iter()
         .enumerate()

@@ -158,20 +158,18 @@ pub(crate) struct Mesh {
     pub(crate) nodes: Vec<Option<ChildGuard>>,
     /// Extra `key = value` lines for every node.toml.
     pub(crate) extra: String,
-    /// Parties the others do not know (not dialed, not on their allow-lists).
-    pub(crate) excluded: Vec<usize>,
     /// Run every process inside this network namespace (`ip netns exec`).
     pub(crate) netns: Option<String>,
 }
 
 impl Mesh {
-    /// Provisions stories260K for `(n, t)` and writes every key and config.
+    /// Creates every node's identity, provisions stories260K for `(n, t)` with their peer IDs
+    /// as the roster, and writes the keys.
     pub(crate) fn new(n: usize, t: usize) -> Mesh {
         let dir = tempfile::tempdir().expect("temp dir");
         let th = Threshold::new(n, t).expect("valid (n, t)");
-        provision_into(dir.path(), th, "");
         net::write_psk(&dir.path().join("mesh.psk"), &net::generate_psk()).expect("psk");
-        let peers = (1..=n)
+        let peers: Vec<PeerId> = (1..=n)
             .map(|i| {
                 net::load_or_generate_identity(&dir.path().join(format!("node-{i}.key")))
                     .expect("identity")
@@ -179,6 +177,7 @@ impl Mesh {
                     .to_peer_id()
             })
             .collect();
+        provision_into(dir.path(), th, &peers, "");
         let client_peer = net::load_or_generate_identity(&dir.path().join("client.key"))
             .expect("client identity")
             .public()
@@ -192,7 +191,6 @@ impl Mesh {
             client_peer,
             nodes: (0..n).map(|_| None).collect(),
             extra: "round_timeout_ms = 5000\nrecovery_timeout_ms = 15000\n".to_owned(),
-            excluded: Vec::new(),
             netns: None,
         }
     }
@@ -212,23 +210,18 @@ impl Mesh {
     /// node.toml of party `i` (1-based).
     pub(crate) fn config(&self, i: usize) -> String {
         let n = self.th.n();
-        let known = |j: usize| j == i || !self.excluded.contains(&j) || self.excluded.contains(&i);
         let statics: Vec<String> = (1..=n)
-            .filter(|&j| j != i && known(j))
+            .filter(|&j| j != i)
             .map(|j| format!("\"{}\"", self.addr(j)))
             .collect();
-        let mut allowed: Vec<String> = (1..=n)
-            .filter(|&j| known(j))
-            .map(|j| format!("\"{}\"", self.peers[j - 1]))
-            .collect();
-        allowed.push(format!("\"{}\"", self.client_peer));
         let mut s = String::new();
         let _ = writeln!(s, "identity = \"node-{i}.key\"");
         let _ = writeln!(s, "share_file = \"party-{i}.share\"");
         let _ = writeln!(s, "psk_file = \"mesh.psk\"");
         let _ = writeln!(s, "listen = [\"/ip4/127.0.0.1/tcp/{}\"]", self.ports[i - 1]);
         let _ = writeln!(s, "static_peers = [{}]", statics.join(", "));
-        let _ = writeln!(s, "allowed_peers = [{}]", allowed.join(", "));
+        // The devices come from the share file's roster; only the client is listed.
+        let _ = writeln!(s, "clients = [\"{}\"]", self.client_peer);
         s.push_str(&self.extra);
         s
     }
@@ -287,19 +280,27 @@ impl Mesh {
     }
 }
 
-/// Writes `party-<i>.share` for every party of a fresh provisioning into `dir`; `prefix` is
-/// put in front of the file names.
-pub(crate) fn provision_into(dir: &Path, th: Threshold, prefix: &str) {
+/// Writes `party-<i>.share` for every party of a fresh provisioning into `dir`, party `i`
+/// bound to device `devices[i - 1]`; `prefix` is put in front of the file names.
+pub(crate) fn provision_into(dir: &Path, th: Threshold, devices: &[PeerId], prefix: &str) {
     let (ck, _) = Model::files(&model_dir());
-    provision_as(dir, th, prefix, file_sha256(&ck).expect("hash"));
+    provision_as(dir, th, devices, prefix, file_sha256(&ck).expect("hash"));
 }
 
 /// Like [`provision_into`], but the files claim the model with hash `sha` (another model, as
 /// far as any party can tell).
-pub(crate) fn provision_as(dir: &Path, th: Threshold, prefix: &str, sha: [u8; 32]) {
+pub(crate) fn provision_as(
+    dir: &Path,
+    th: Threshold,
+    devices: &[PeerId],
+    prefix: &str,
+    sha: [u8; 32],
+) {
     let model = Model::load_dir(&model_dir()).expect("model loads");
     let fw = FixedWeights::from_checkpoint(&model.checkpoint).expect("fixed weights");
-    let files = provision(&fw, sha, th, &mut rand::rngs::OsRng, |_, _| {}).expect("provision");
+    let roster: Vec<Vec<u8>> = devices.iter().map(|p| p.to_bytes()).collect();
+    let files =
+        provision(&fw, sha, th, &roster, &mut rand::rngs::OsRng, |_, _| {}).expect("provision");
     for (i, f) in files.iter().enumerate() {
         f.write(&dir.join(format!("{prefix}party-{}.share", i + 1)), true)
             .expect("write share file");

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use mesh_net::LinkProfile;
+use mesh_net::{LinkProfile, PeerId};
 use models::Sampler;
 use node::client::ReachSpec;
 use node::session::{Generation, Selection};
@@ -17,9 +17,15 @@ pub(crate) struct ProvisionArgs {
     /// Model folder (stories260K.bin + tok512.bin); defaults as for `generate`.
     #[arg(long, env = "SOTTO_MODEL_DIR")]
     pub(crate) model: Option<PathBuf>,
-    /// Number of parties (devices), n >= 2t + 1.
-    #[arg(long, default_value_t = 3)]
-    pub(crate) parties: usize,
+    /// The peer ID of each party's device, once per party in party order (the first is party
+    /// 1): each share file binds its index to that device, and no other peer can take it. On
+    /// each device, `sotto run --print-peer-id` (or `--print-peer-id --identity <key file>`)
+    /// prints its peer ID.
+    #[arg(long = "device", value_name = "PEER_ID", required = true)]
+    pub(crate) devices: Vec<PeerId>,
+    /// Number of parties (devices), n >= 2t + 1; defaults to the number of --device.
+    #[arg(long)]
+    pub(crate) parties: Option<usize>,
     /// Threshold t: how many colluding devices the sharing withstands.
     #[arg(long, default_value_t = 1)]
     pub(crate) threshold: usize,
@@ -131,8 +137,9 @@ pub(crate) struct RunArgs {
     /// see `sotto profiles`) or a path to a profile .toml.
     #[arg(long)]
     pub(crate) profile: Option<String>,
-    /// Print the peer ID of the identity file (creating it, 0600, if missing) and exit: what
-    /// goes into the other devices' `allowed_peers`. Uses --identity, else the config's.
+    /// Print the peer ID of the identity file (creating it, 0600, if missing) and exit: a
+    /// device's goes to `sotto provision --device`, a client's into the devices' `clients`.
+    /// Uses --identity, else the config's.
     #[arg(long)]
     pub(crate) print_peer_id: bool,
     /// The identity file for --print-peer-id.
@@ -156,8 +163,8 @@ pub(crate) struct ClientArgs {
     /// The mesh pre-shared key file (the same as the devices').
     #[arg(long)]
     pub(crate) psk: PathBuf,
-    /// The client's identity file (created 0600 on first use); its peer ID must be on every
-    /// device's allow-list. Default: $HOME/.config/sotto/client.key.
+    /// The client's identity file (created 0600 on first use); its peer ID must be in every
+    /// device's `clients`. Default: $HOME/.config/sotto/client.key.
     #[arg(long)]
     pub(crate) identity: Option<PathBuf>,
     /// Seconds to wait for 2t+1 parties to be connected.

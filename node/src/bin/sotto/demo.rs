@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use mesh::Threshold;
+use mesh_net::Roster;
 use models::Model;
 use node::demo::{self, Plaintext, Where};
 use node::session::Generated;
@@ -13,9 +14,16 @@ use crate::args::{DemoArgs, ProvisionArgs};
 use crate::text::TextOut;
 
 pub(crate) fn provision(args: &ProvisionArgs, model_dir: &Path) -> Result<()> {
-    let th = Threshold::new(args.parties, args.threshold)?;
+    let n = args.devices.len();
+    if let Some(parties) = args.parties.filter(|&p| p != n) {
+        bail!(
+            "--parties {parties} but {n} --device given: give one --device <peer id> per party, in party order"
+        );
+    }
+    let th = Threshold::new(n, args.threshold)?;
+    let roster = Roster::new(args.devices.clone())?;
     let started = Instant::now();
-    demo::provision_into(model_dir, th, &args.out, args.force, false)?;
+    demo::provision_into(model_dir, th, &roster, &args.out, args.force, false)?;
     eprintln!(
         "provisioned ({}, {}) in {:.1} s: {}/party-1.share .. party-{}.share — give each device only its own file",
         th.n(),
@@ -24,6 +32,9 @@ pub(crate) fn provision(args: &ProvisionArgs, model_dir: &Path) -> Result<()> {
         args.out.display(),
         th.n()
     );
+    for (i, device) in roster.peers().iter().enumerate() {
+        eprintln!("  party-{}.share: device {device}", i + 1);
+    }
     Ok(())
 }
 
