@@ -657,6 +657,20 @@ impl EventLoop {
         }
     }
 
+    fn connection_established(&mut self, peer: PeerId, established: u32) {
+        self.dials.connected(peer);
+        if established == 1 {
+            self.emit(NetEvent::PeerConnected(peer));
+        }
+        // On every new connection, not just the first: after a reconnect the remote may have
+        // forgotten us.
+        let ours = self.members.local_announcement();
+        self.swarm
+            .behaviour_mut()
+            .announce
+            .send_request(&peer, ours);
+    }
+
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::NewListenAddr {
@@ -689,17 +703,7 @@ impl EventLoop {
                 ..
             } => {
                 debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connection established");
-                self.dials.connected(peer_id);
-                if num_established.get() == 1 {
-                    self.emit(NetEvent::PeerConnected(peer_id));
-                }
-                // On every new connection, not just the first: after a reconnect the remote
-                // may have forgotten us.
-                let ours = self.members.local_announcement();
-                self.swarm
-                    .behaviour_mut()
-                    .announce
-                    .send_request(&peer_id, ours);
+                self.connection_established(peer_id, num_established.get());
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
