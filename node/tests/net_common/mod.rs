@@ -246,9 +246,17 @@ impl Mesh {
         self.nodes[i - 1] = Some(guard);
     }
 
+    /// Starts every party and waits until each listens: a client dialing a node that is still
+    /// loading its share file is refused, and a client every device refuses fails at once.
     pub(crate) fn start_all(&mut self) {
         for i in 1..=self.th.n() {
             self.start(i);
+        }
+        for i in 1..=self.th.n() {
+            let listening = self
+                .node(i)
+                .wait_for_log("listening on", Duration::from_secs(120));
+            assert!(listening, "node {i} never listened\n{}", self.logs());
         }
     }
 
