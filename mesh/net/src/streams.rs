@@ -16,7 +16,7 @@
 //! detected by the swarm (connection closed), which ends the peer's writer.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -216,12 +216,54 @@ impl PeerWriter {
     }
 }
 
-struct OpenStream {
-    writer: WriteHalf<Stream>,
-    /// Set by the rejection reader when the receiver closed or reset the stream.
-    closed: Arc<AtomicBool>,
+/// The receiver's next rejection being read, owning the read half until it has one (so that
+/// waiting for a frame to send never cancels a half-read rejection).
+type NextRejection =
+    futures::future::BoxFuture<'static, (ReadHalf<Stream>, Result<Rejection, FrameError>)>;
+
+fn next_rejection(mut reader: ReadHalf<Stream>) -> NextRejection {
+    Box::pin(async move {
+        let rejection = match read_length_prefixed(&mut reader, MAX_CONTROL_BYTES).await {
+            Ok(body) => decode_control::<Rejection>(&body),
+            Err(e) => Err(e),
+        };
+        (reader, rejection)
+    })
 }
 
+/// Reports a rejection the receiver sent and starts reading the next one; `None` once the
+/// stream ended, `Err` once the event loop is gone.
+async fn on_rejection(
+    peer: PeerId,
+    events: &mpsc::Sender<StreamEvent>,
+    reader: ReadHalf<Stream>,
+    rejection: Result<Rejection, FrameError>,
+) -> Result<Option<NextRejection>, ()> {
+    match rejection {
+        Ok(rejection) => {
+            events
+                .send(StreamEvent::RejectedByPeer { peer, rejection })
+                .await
+                .map_err(|_| ())?;
+            Ok(Some(next_rejection(reader)))
+        }
+        Err(e) => {
+            debug!(%peer, error = %e, "MPC stream ended");
+            Ok(None)
+        }
+    }
+}
+
+struct OpenStream {
+    writer: WriteHalf<Stream>,
+    /// `None` once the receiver closed or reset the stream.
+    rejections: Option<NextRejection>,
+}
+
+// The writer task also reads the receiver's rejections, rather than a task of their own: a
+// yamux stream's reads send window updates through the same channel its writes use, and that
+// channel wakes only the task that polled it last, so a reader task parked on it took the
+// writer's wake-up and the writer stalled for good (seen after ~20 rejected frames).
 async fn write_frames(
     peer: PeerId,
     mut control: libp2p_stream::Control,
@@ -230,11 +272,26 @@ async fn write_frames(
     events: mpsc::Sender<StreamEvent>,
 ) {
     let mut stream: Option<OpenStream> = None;
-    while let Some(frame) = frames.recv().await {
-        if stream
-            .as_ref()
-            .is_some_and(|s| s.closed.load(Ordering::SeqCst))
-        {
+    loop {
+        let frame = {
+            let rejections = stream.as_mut().and_then(|s| s.rejections.as_mut());
+            tokio::select! {
+                frame = frames.recv() => match frame {
+                    Some(frame) => frame,
+                    None => break,
+                },
+                (reader, rejection) = async { rejections.expect("guarded").await },
+                    if rejections.is_some() =>
+                {
+                    let Ok(next) = on_rejection(peer, &events, reader, rejection).await else {
+                        break;
+                    };
+                    stream.as_mut().expect("a stream is open").rejections = next;
+                    continue;
+                }
+            }
+        };
+        if stream.as_ref().is_some_and(|s| s.rejections.is_none()) {
             debug!(%peer, "MPC stream closed by the peer; opening a new one");
             stream = None;
         }
@@ -254,14 +311,10 @@ async fn write_frames(
             None => match open(&mut control, peer).await {
                 Ok(s) => {
                     let (reader, writer) = s.split();
-                    let closed = Arc::new(AtomicBool::new(false));
-                    tokio::spawn(read_rejections(
-                        peer,
-                        reader,
-                        Arc::clone(&closed),
-                        events.clone(),
-                    ));
-                    stream.insert(OpenStream { writer, closed })
+                    stream.insert(OpenStream {
+                        writer,
+                        rejections: Some(next_rejection(reader)),
+                    })
                 }
                 Err(reason) => {
                     let _ = events.send(StreamEvent::SendFailed { peer, reason }).await;
@@ -323,37 +376,6 @@ async fn open(control: &mut libp2p_stream::Control, peer: PeerId) -> Result<Stre
         debug!(%peer, attempt, error = %last_error, "MPC stream not accepted; retrying");
     }
     Err(last_error)
-}
-
-/// Reads the receiver's rejections of our frames until the stream ends.
-async fn read_rejections(
-    peer: PeerId,
-    mut reader: ReadHalf<Stream>,
-    closed: Arc<AtomicBool>,
-    events: mpsc::Sender<StreamEvent>,
-) {
-    loop {
-        let rejection = match read_length_prefixed(&mut reader, MAX_CONTROL_BYTES).await {
-            Ok(body) => decode_control::<Rejection>(&body),
-            Err(e) => Err(e),
-        };
-        match rejection {
-            Ok(rejection) => {
-                if events
-                    .send(StreamEvent::RejectedByPeer { peer, rejection })
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-            Err(e) => {
-                debug!(%peer, error = %e, "MPC stream ended");
-                break;
-            }
-        }
-    }
-    closed.store(true, Ordering::SeqCst);
 }
 
 async fn greet<W: AsyncWrite + Unpin>(writer: &mut W) -> std::io::Result<()> {

@@ -1117,3 +1117,66 @@ async fn connections_beyond_the_pending_limit_are_refused_before_any_handshake()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_frames_on_random_sessions_leaves_real_sessions_working() {
+    bounded(async {
+        let client_key = Keypair::generate_ed25519();
+        let client_peer = client_key.public().to_peer_id();
+        let (parties, psk) = start_mesh(3, summary(3, 1), &[client_peer]).await;
+        let mut allowed: Vec<PeerId> = parties.iter().map(Node::peer).collect();
+        allowed.push(client_peer);
+        let client = start(test_config(psk, allowed, summary(3, 1), None), client_key).await;
+        client
+            .handle
+            .add_static_peer(parties[0].dial_addr())
+            .await
+            .unwrap();
+        wait_for_party(&client.handle, 1).await;
+        // As many tiny frames as the whole inbox holds, each on a session nobody admitted:
+        // before, each bound its session to the client and took a place in the inbox, and
+        // every later frame was refused with "buffer full". Now each is refused, and the
+        // 4,096 refusals flowing back must not stall the client's writer on that stream.
+        for i in 0..4096u64 {
+            client
+                .handle
+                .send_round(party(1), SessionId(1_000_000 + i), 0, vec![0xab])
+                .await
+                .unwrap();
+        }
+        // A session party 1 admits for the client afterwards still gets its frames...
+        let session = SessionId(9);
+        parties[0]
+            .handle
+            .bind_client(session, client_peer)
+            .await
+            .unwrap();
+        client
+            .handle
+            .send_round(party(1), session, 0, b"real".to_vec())
+            .await
+            .unwrap();
+        let got = parties[0]
+            .handle
+            .recv_round(Endpoint::Client, session, 0, Instant::now() + WAIT)
+            .await;
+        assert_eq!(got.unwrap(), b"real");
+        // ... and so do the other parties' rounds, buffered before anyone asks.
+        wait_for_party(&parties[1].handle, 1).await;
+        parties[1]
+            .handle
+            .send_round(party(1), session, 1, b"party 2".to_vec())
+            .await
+            .unwrap();
+        let got = parties[0]
+            .handle
+            .recv_round(party(2), session, 1, Instant::now() + WAIT)
+            .await;
+        assert_eq!(got.unwrap(), b"party 2");
+        client.shutdown().await;
+        for party in parties {
+            party.shutdown().await;
+        }
+    })
+    .await;
+}
