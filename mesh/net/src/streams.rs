@@ -280,13 +280,19 @@ async fn write_frames(
                     Some(frame) => frame,
                     None => break,
                 },
-                (reader, rejection) = async { rejections.expect("guarded").await },
-                    if rejections.is_some() =>
-                {
+                // No stream, or one the receiver closed: nothing to read, never ready.
+                (reader, rejection) = async {
+                    match rejections {
+                        Some(next) => next.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
                     let Ok(next) = on_rejection(peer, &events, reader, rejection).await else {
                         break;
                     };
-                    stream.as_mut().expect("a stream is open").rejections = next;
+                    if let Some(open) = stream.as_mut() {
+                        open.rejections = next;
+                    }
                     continue;
                 }
             }
